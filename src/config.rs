@@ -1,0 +1,480 @@
+//! Configuration: the `SIGAUDIT_*` environment variables, read once at load time into one
+//! [`Config`].
+//!
+//! Parsing is a pure function of a lookup closure, allocation-free, so that a hook running before
+//! our constructor (inside another library's constructor) can parse a private copy on its stack.
+//! Every bad value becomes a [`Problem`] that names the variable, the value and what was used
+//! instead; the constructor reports them once (see `init.rs`). The host never stops for one.
+//!
+//! In secure-execution mode (`AT_SECURE`: setuid, setgid, file capabilities) nothing that names a
+//! file is taken from the environment and nothing that changes the program's behaviour either:
+//! output goes to stderr and the mode is `log`.
+
+use crate::signals::{self, SigSet};
+use libc::c_int;
+use std::cell::UnsafeCell;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// What to do about an `ignore` event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Report it and let the change happen.
+    Log,
+    /// Report it and refuse it, while telling the caller it succeeded.
+    Veto,
+    /// Report it, then `abort()` so a core dump or debugger shows the caller.
+    Abort,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    Text,
+    Json,
+}
+
+/// Longest `SIGAUDIT_OUTPUT` path we keep; a longer one is refused (and reported).
+pub const PATH_CAP: usize = 1024;
+
+pub struct Config {
+    pub mode: Mode,
+    pub format: Format,
+    /// Signals whose being ignored is reported.
+    pub watch: SigSet,
+    /// Signals watched with `:any`: every change of handler or flags is reported.
+    pub watch_any: SigSet,
+    /// `SIGAUDIT_OUTPUT` as given (with `%p` still in it); empty means stderr.
+    output: [u8; PATH_CAP],
+    output_len: usize,
+    /// The process runs in secure-execution mode.
+    pub secure: bool,
+}
+
+/// The variables, in one place: name, default, meaning. The README's table follows this list.
+pub const MODE: &str = "SIGAUDIT_MODE";
+pub const WATCH: &str = "SIGAUDIT_WATCH";
+pub const OUTPUT: &str = "SIGAUDIT_OUTPUT";
+pub const FORMAT: &str = "SIGAUDIT_FORMAT";
+pub const LOG: &str = "SIGAUDIT_LOG";
+
+/// One bad setting: `var` had `value` (cut to fit), `reason`, so `used` applies instead.
+#[derive(Clone, Copy)]
+pub struct Problem {
+    pub var: &'static str,
+    value: [u8; 64],
+    value_len: usize,
+    /// True when the value was longer than what `value` keeps.
+    pub value_cut: bool,
+    pub reason: &'static str,
+    pub used: &'static str,
+}
+
+impl Problem {
+    pub fn value(&self) -> &[u8] {
+        self.value.get(..self.value_len).unwrap_or(&[])
+    }
+}
+
+/// The problems found while parsing, in order; more than fit are counted.
+pub struct Problems {
+    items: [Option<Problem>; 8],
+    pub dropped: usize,
+}
+
+impl Problems {
+    pub const fn new() -> Self {
+        Problems {
+            items: [None; 8],
+            dropped: 0,
+        }
+    }
+    fn push(&mut self, var: &'static str, value: &[u8], reason: &'static str, used: &'static str) {
+        let mut p = Problem {
+            var,
+            value: [0; 64],
+            value_len: value.len().min(64),
+            value_cut: value.len() > 64,
+            reason,
+            used,
+        };
+        if let (Some(dst), Some(src)) = (p.value.get_mut(..p.value_len), value.get(..p.value_len)) {
+            dst.copy_from_slice(src);
+        }
+        match self.items.iter_mut().find(|i| i.is_none()) {
+            Some(slot) => *slot = Some(p),
+            None => self.dropped += 1,
+        }
+    }
+    pub fn iter(&self) -> impl Iterator<Item = &Problem> {
+        self.items.iter().flatten()
+    }
+}
+
+impl Default for Problems {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Config {
+    /// The configuration with no variable set.
+    pub const fn default_config() -> Config {
+        Config {
+            mode: Mode::Log,
+            format: Format::Text,
+            watch: SigSet(1 << (libc::SIGCHLD - 1)),
+            watch_any: SigSet(0),
+            output: [0; PATH_CAP],
+            output_len: 0,
+            secure: false,
+        }
+    }
+
+    /// Makes a relative output path absolute against `cwd`, so a later `chdir` by the program
+    /// does not move the report. Keeps the path as it is when it would not fit.
+    pub fn anchor_output(&mut self, cwd: &[u8]) {
+        let Some(path) = self.output_path() else {
+            return;
+        };
+        if path.first() == Some(&b'/') || cwd.is_empty() {
+            return;
+        }
+        let total = cwd.len() + 1 + path.len();
+        if total > PATH_CAP {
+            return;
+        }
+        self.output.copy_within(..self.output_len, cwd.len() + 1);
+        if let Some(dst) = self.output.get_mut(..cwd.len()) {
+            dst.copy_from_slice(cwd);
+        }
+        if let Some(slash) = self.output.get_mut(cwd.len()) {
+            *slash = b'/';
+        }
+        self.output_len = total;
+    }
+
+    /// The output path template, or `None` for stderr.
+    pub fn output_path(&self) -> Option<&[u8]> {
+        match self.output_len {
+            0 => None,
+            n => self.output.get(..n),
+        }
+    }
+
+    /// Whether `signo` is watched at all.
+    #[inline(always)]
+    pub fn watches(&self, signo: c_int) -> bool {
+        self.watch.contains(signo)
+    }
+
+    /// Reads the variables through `lookup` (which returns a variable's bytes, or `None` when it
+    /// is unset). `secure` is the process's `AT_SECURE`.
+    pub fn parse<'e>(
+        lookup: impl Fn(&str) -> Option<&'e [u8]>,
+        secure: bool,
+        problems: &mut Problems,
+    ) -> Config {
+        let mut c = Config::default_config();
+        c.secure = secure;
+
+        if let Some(v) = lookup(MODE) {
+            let mode = match_word(
+                v,
+                &[
+                    ("log", Mode::Log),
+                    ("veto", Mode::Veto),
+                    ("abort", Mode::Abort),
+                ],
+            );
+            match mode {
+                None => problems.push(MODE, v, "is not log, veto or abort", "log"),
+                Some(m) if m != Mode::Log && secure => problems.push(
+                    MODE,
+                    v,
+                    "is not taken in a setuid/setgid/capability (secure-execution) process",
+                    "log",
+                ),
+                Some(m) => c.mode = m,
+            }
+        }
+
+        if let Some(v) = lookup(FORMAT) {
+            match match_word(v, &[("text", Format::Text), ("json", Format::Json)]) {
+                Some(f) => c.format = f,
+                None => problems.push(FORMAT, v, "is not text or json", "text"),
+            }
+        }
+
+        if let Some(v) = lookup(OUTPUT) {
+            if v.is_empty() || v.eq_ignore_ascii_case(b"stderr") {
+                if v.is_empty() {
+                    problems.push(OUTPUT, v, "is empty", "stderr");
+                }
+            } else if secure {
+                problems.push(
+                    OUTPUT,
+                    v,
+                    "names a file, which is never opened in a setuid/setgid/capability (secure-execution) process",
+                    "stderr",
+                );
+            } else if v.len() > PATH_CAP {
+                problems.push(OUTPUT, v, "is longer than 1024 bytes", "stderr");
+            } else if v.contains(&0) {
+                problems.push(OUTPUT, v, "contains a NUL byte", "stderr");
+            } else if let Some(dst) = c.output.get_mut(..v.len()) {
+                dst.copy_from_slice(v);
+                c.output_len = v.len();
+            }
+        }
+
+        if let Some(v) = lookup(WATCH) {
+            c.parse_watch(v, problems);
+        }
+        c
+    }
+
+    fn parse_watch(&mut self, v: &[u8], problems: &mut Problems) {
+        let mut watch = SigSet::default();
+        let mut any = SigSet::default();
+        for item in v.split(|&b| b == b',') {
+            let item = item.trim_ascii();
+            if item.is_empty() {
+                continue;
+            }
+            let (name, is_any) = match item.iter().position(|&b| b == b':') {
+                Some(colon) => {
+                    let suffix = item.get(colon + 1..).unwrap_or(&[]);
+                    if !suffix.eq_ignore_ascii_case(b"any") {
+                        problems.push(
+                            WATCH,
+                            item,
+                            "has a suffix other than :any",
+                            "the list without this item",
+                        );
+                        continue;
+                    }
+                    (item.get(..colon).unwrap_or(&[]).trim_ascii(), true)
+                }
+                None => (item, false),
+            };
+            match signals::parse(name) {
+                None => problems.push(
+                    WATCH,
+                    item,
+                    "is not a signal name or number (1-64)",
+                    "the list without this item",
+                ),
+                Some(libc::SIGKILL | libc::SIGSTOP) => problems.push(
+                    WATCH,
+                    item,
+                    "can never be ignored or caught",
+                    "the list without this item",
+                ),
+                Some(32 | 33) => problems.push(
+                    WATCH,
+                    item,
+                    "is reserved by glibc and cannot be changed by programs",
+                    "the list without this item",
+                ),
+                Some(signo) => {
+                    watch.insert(signo);
+                    if is_any {
+                        any.insert(signo);
+                    }
+                }
+            }
+        }
+        if watch.is_empty() {
+            problems.push(WATCH, v, "names no signal that can be watched", "CHLD");
+        } else {
+            self.watch = watch;
+            self.watch_any = any;
+        }
+    }
+}
+
+/// The configuration the constructor loaded. Written once, before `READY` is set with release
+/// ordering; read only after `READY` is seen with acquire ordering; never written again.
+struct Loaded(UnsafeCell<Config>);
+// SAFETY: see above: a single write that happens-before every read.
+unsafe impl Sync for Loaded {}
+static LOADED: Loaded = Loaded(UnsafeCell::new(Config::default_config()));
+static READY: AtomicBool = AtomicBool::new(false);
+
+/// The loaded configuration, or `None` before the constructor has run.
+#[inline(always)]
+pub fn loaded() -> Option<&'static Config> {
+    if READY.load(Ordering::Acquire) {
+        // SAFETY: READY is set only after the one write (see `Loaded`).
+        Some(unsafe { &*LOADED.0.get() })
+    } else {
+        None
+    }
+}
+
+/// Stores the configuration for every later hook. Constructor only, once.
+pub fn install(config: Config) {
+    if READY.load(Ordering::Acquire) {
+        return;
+    }
+    // SAFETY: the constructor runs once, and no reader looks before READY is set.
+    unsafe { *LOADED.0.get() = config };
+    READY.store(true, Ordering::Release);
+}
+
+/// Whether this process runs in secure-execution mode (setuid, setgid, capabilities).
+pub fn secure_execution() -> bool {
+    // SAFETY: getauxval has no preconditions.
+    unsafe { libc::getauxval(libc::AT_SECURE) != 0 }
+}
+
+/// Reads our variables from the process environment with `getenv` (no allocation).
+pub fn from_process_env(problems: &mut Problems) -> Config {
+    Config::parse(getenv_bytes, secure_execution(), problems)
+}
+
+/// `getenv` for a name without its NUL.
+pub fn getenv_bytes(name: &str) -> Option<&'static [u8]> {
+    let mut cname = [0u8; 32];
+    cname
+        .get_mut(..name.len())?
+        .copy_from_slice(name.as_bytes());
+    // SAFETY: cname is NUL-terminated (names are shorter than the buffer); getenv returns NULL
+    // or a NUL-terminated string in the environment, which we only read.
+    unsafe {
+        let v = libc::getenv(cname.as_ptr() as *const libc::c_char);
+        (!v.is_null()).then(|| crate::unwind::cstr(v, 1 << 20))
+    }
+}
+
+/// Case-insensitive match of a whole word, surrounding blanks ignored.
+fn match_word<T: Copy>(v: &[u8], words: &[(&str, T)]) -> Option<T> {
+    let v = v.trim_ascii();
+    words
+        .iter()
+        .find(|(w, _)| w.as_bytes().eq_ignore_ascii_case(v))
+        .map(|&(_, t)| t)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(vars: &[(&str, &[u8])], secure: bool) -> (Config, Vec<String>) {
+        let mut problems = Problems::new();
+        let c = Config::parse(
+            |name| vars.iter().find(|(n, _)| *n == name).map(|(_, v)| *v),
+            secure,
+            &mut problems,
+        );
+        let said = problems
+            .iter()
+            .map(|p| {
+                format!(
+                    "{}={} {}; using {}",
+                    p.var,
+                    String::from_utf8_lossy(p.value()),
+                    p.reason,
+                    p.used
+                )
+            })
+            .collect();
+        (c, said)
+    }
+
+    #[test]
+    fn relative_output_is_anchored_at_load() {
+        let (mut c, _) = parse(&[(OUTPUT, b"out/%p.log")], false);
+        c.anchor_output(b"/srv/app");
+        assert_eq!(c.output_path(), Some(&b"/srv/app/out/%p.log"[..]));
+        c.anchor_output(b"/elsewhere");
+        assert_eq!(c.output_path(), Some(&b"/srv/app/out/%p.log"[..]));
+    }
+
+    #[test]
+    fn defaults() {
+        let (c, said) = parse(&[], false);
+        assert!(said.is_empty());
+        assert_eq!(c.mode, Mode::Log);
+        assert_eq!(c.format, Format::Text);
+        assert_eq!(c.watch.iter().collect::<Vec<_>>(), vec![libc::SIGCHLD]);
+        assert!(c.watch_any.is_empty());
+        assert_eq!(c.output_path(), None);
+    }
+
+    #[test]
+    fn good_values() {
+        let (c, said) = parse(
+            &[
+                (MODE, b" Veto "),
+                (FORMAT, b"JSON"),
+                (OUTPUT, b"/tmp/out.%p"),
+                (WATCH, b"chld, SIGPIPE:any ,10:ANY,rtmin+1"),
+            ],
+            false,
+        );
+        assert!(said.is_empty(), "{said:?}");
+        assert_eq!(c.mode, Mode::Veto);
+        assert_eq!(c.format, Format::Json);
+        assert_eq!(c.output_path(), Some(&b"/tmp/out.%p"[..]));
+        assert_eq!(c.watch.iter().collect::<Vec<_>>(), vec![10, 13, 17, 35]);
+        assert_eq!(c.watch_any.iter().collect::<Vec<_>>(), vec![10, 13]);
+    }
+
+    #[test]
+    fn bad_values_are_named_with_what_is_used_instead() {
+        let (c, said) = parse(
+            &[
+                (MODE, b"vetoo"),
+                (FORMAT, b"xml"),
+                (OUTPUT, b""),
+                (WATCH, b"CHLD,KILL,bogus,PIPE:all,32"),
+            ],
+            false,
+        );
+        assert_eq!(c.mode, Mode::Log);
+        assert_eq!(c.format, Format::Text);
+        assert_eq!(c.output_path(), None);
+        assert_eq!(c.watch.iter().collect::<Vec<_>>(), vec![libc::SIGCHLD]);
+        assert_eq!(
+            said,
+            vec![
+                "SIGAUDIT_MODE=vetoo is not log, veto or abort; using log",
+                "SIGAUDIT_FORMAT=xml is not text or json; using text",
+                "SIGAUDIT_OUTPUT= is empty; using stderr",
+                "SIGAUDIT_WATCH=KILL can never be ignored or caught; using the list without this item",
+                "SIGAUDIT_WATCH=bogus is not a signal name or number (1-64); using the list without this item",
+                "SIGAUDIT_WATCH=PIPE:all has a suffix other than :any; using the list without this item",
+                "SIGAUDIT_WATCH=32 is reserved by glibc and cannot be changed by programs; using the list without this item",
+            ]
+        );
+    }
+
+    #[test]
+    fn an_empty_watch_list_falls_back_to_chld() {
+        let (c, said) = parse(&[(WATCH, b" , ")], false);
+        assert_eq!(c.watch.iter().collect::<Vec<_>>(), vec![libc::SIGCHLD]);
+        assert_eq!(
+            said,
+            vec!["SIGAUDIT_WATCH= ,  names no signal that can be watched; using CHLD"]
+        );
+    }
+
+    #[test]
+    fn secure_mode_takes_no_file_and_no_veto() {
+        let (c, said) = parse(&[(MODE, b"veto"), (OUTPUT, b"/etc/passwd")], true);
+        assert_eq!(c.mode, Mode::Log);
+        assert_eq!(c.output_path(), None);
+        assert_eq!(said.len(), 2);
+        assert!(said[1].starts_with("SIGAUDIT_OUTPUT=/etc/passwd names a file"));
+    }
+
+    #[test]
+    fn huge_and_binary_values_do_not_break_parsing() {
+        let huge = vec![b'x'; 100_000];
+        let binary: &[u8] = b"\xff\xfe\x00CHLD";
+        let (c, said) = parse(&[(OUTPUT, &huge), (WATCH, binary), (MODE, binary)], false);
+        assert_eq!(c.output_path(), None);
+        assert_eq!(c.watch.iter().collect::<Vec<_>>(), vec![libc::SIGCHLD]);
+        assert_eq!(said.len(), 4);
+    }
+}

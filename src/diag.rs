@@ -1,0 +1,101 @@
+//! The library's own diagnostics (bad settings, a missing libc symbol), through `log` and
+//! `env_logger`, in ordinary contexts only: the constructor. Never from a hook.
+//!
+//! env_logger is set up with our own variable (`SIGAUDIT_LOG`, default `warn`), so a Rust host's
+//! `RUST_LOG` is never read, and only when the first message is due or `SIGAUDIT_LOG` is set:
+//! initialising it costs tens of microseconds per exec.
+
+use crate::config::{self, Config, Format, Mode, Problems};
+use std::fmt::Arguments;
+use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+static STARTED: AtomicBool = AtomicBool::new(false);
+
+fn start() {
+    if STARTED.swap(true, Ordering::Relaxed) {
+        return;
+    }
+    let filter = config::getenv_bytes(config::LOG)
+        .map(String::from_utf8_lossy)
+        .unwrap_or("warn".into());
+    let pid = std::process::id();
+    let _ = env_logger::Builder::new()
+        .parse_filters(&filter)
+        .target(env_logger::Target::Stderr)
+        .format(move |out, record| {
+            writeln!(
+                out,
+                "sigaudit: pid {pid}: {}: {}",
+                record.level().as_str().to_ascii_lowercase(),
+                record.args()
+            )
+        })
+        .try_init();
+}
+
+pub fn error(args: Arguments) {
+    start();
+    log::error!("{args}");
+}
+
+/// Reports each bad setting once, by name, with what is used instead.
+pub fn problems(problems: &Problems) {
+    for p in problems.iter() {
+        start();
+        log::warn!(
+            "{}={:?}{} {}; using {}",
+            p.var,
+            String::from_utf8_lossy(p.value()),
+            if p.value_cut { "..." } else { "" },
+            p.reason,
+            p.used
+        );
+    }
+    if problems.dropped > 0 {
+        log::warn!("{} more bad settings not shown", problems.dropped);
+    }
+}
+
+/// With `SIGAUDIT_LOG` set, says what this process runs with.
+pub fn loaded(cfg: &Config) {
+    if config::getenv_bytes(config::LOG).is_none() {
+        return;
+    }
+    start();
+    let watch: Vec<String> = cfg
+        .watch
+        .iter()
+        .map(|s| {
+            format!(
+                "{s}{}",
+                if cfg.watch_any.contains(s) {
+                    ":any"
+                } else {
+                    ""
+                }
+            )
+        })
+        .collect();
+    log::debug!(
+        "loaded: mode={} watch={} format={} output={}{}",
+        match cfg.mode {
+            Mode::Log => "log",
+            Mode::Veto => "veto",
+            Mode::Abort => "abort",
+        },
+        watch.join(","),
+        match cfg.format {
+            Format::Text => "text",
+            Format::Json => "json",
+        },
+        cfg.output_path()
+            .map(|p| String::from_utf8_lossy(p).into_owned())
+            .unwrap_or_else(|| "stderr".into()),
+        if cfg.secure {
+            " (secure-execution mode)"
+        } else {
+            ""
+        }
+    );
+}
