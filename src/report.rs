@@ -12,7 +12,7 @@ use crate::config::{Config, Format};
 use crate::policy::{Action, Disposition};
 use crate::python::{PyFrame, PyStack};
 use crate::signals;
-use crate::unwind::{self, Backtrace};
+use crate::unwind::{self, Backtrace, FileSymbols};
 use libc::c_int;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
@@ -133,13 +133,17 @@ pub fn render(config: &Config, ev: &Event, s: &mut Text) -> (usize, usize) {
         tid: unsafe { libc::gettid() },
     };
     let json = config.format == Format::Json;
+    let mut namer = Namer {
+        exe: ctx.exe,
+        files: FileSymbols::new(),
+    };
     let mut frames = ev.backtrace.len;
     let len = loop {
         let mut b = Buf::new(&mut s.out);
         if json {
-            write_json(&mut b, ev, &ctx, frames);
+            write_json(&mut b, ev, &ctx, &mut namer, frames);
         } else {
-            write_text(&mut b, ev, &ctx, frames);
+            write_text(&mut b, ev, &ctx, &mut namer, frames);
         }
         if !b.overflowed() || frames == 0 {
             break b.len();
@@ -148,10 +152,61 @@ pub fn render(config: &Config, ev: &Event, s: &mut Text) -> (usize, usize) {
     };
     let mut c = Buf::new(&mut s.cause);
     if matches!(ev.kind, Kind::Ignore | Kind::Inherited) {
-        write_cause(&mut c, ev, &ctx, json);
+        write_cause(&mut c, ev, &ctx, &mut namer, json);
     }
     let cause_len = if c.overflowed() { 0 } else { c.len() };
     (len, cause_len)
+}
+
+/// Names native frames: module and offset always, a function name from `.dynsym` in memory or
+/// else from the module file's `.symtab`.
+struct Namer<'a> {
+    exe: &'a [u8],
+    files: FileSymbols,
+}
+
+struct Frame<'n> {
+    module: &'n [u8],
+    offset: usize,
+    symbol: Option<(&'n [u8], usize)>,
+}
+
+impl Namer<'_> {
+    fn frame(&mut self, ip: usize) -> Option<Frame<'_>> {
+        let loc = unwind::locate(ip)?;
+        // The loader names the main program with an empty string.
+        let module = if loc.module.is_empty() {
+            self.exe
+        } else {
+            loc.module
+        };
+        let offset = ip - loc.base;
+        let symbol = match loc.symbol {
+            Some(s) => Some(s),
+            None => self.files.lookup(
+                loc.module.as_ptr() as usize,
+                module,
+                offset.saturating_sub(1),
+            ),
+        };
+        Some(Frame {
+            module,
+            offset,
+            symbol,
+        })
+    }
+
+    /// Whether `ip` is in libc or the interpreter, which are never the culprit.
+    fn in_runtime(&self, ip: usize) -> bool {
+        unwind::locate(ip).is_some_and(|loc| {
+            let module = if loc.module.is_empty() {
+                self.exe
+            } else {
+                loc.module
+            };
+            is_runtime_module(module)
+        })
+    }
 }
 
 struct Context<'a> {
@@ -212,7 +267,7 @@ fn read_file(path: &[u8], buf: &mut [u8]) -> usize {
     n.max(0) as usize
 }
 
-fn write_json(b: &mut Buf, ev: &Event, ctx: &Context, max_frames: usize) {
+fn write_json(b: &mut Buf, ev: &Event, ctx: &Context, namer: &mut Namer, max_frames: usize) {
     b.str("{\"event\":\"")
         .str(ev.kind.name())
         .str("\",\"time\":\"");
@@ -270,7 +325,7 @@ fn write_json(b: &mut Buf, ev: &Event, ctx: &Context, max_frames: usize) {
         if i > 0 {
             b.byte(b',');
         }
-        json_native_frame(b, ip);
+        json_native_frame(b, namer, ip);
     }
     let cut = ev.backtrace.truncated || max_frames < frames.len();
     b.str("],\"backtrace_truncated\":").str(bool_str(cut));
@@ -288,14 +343,12 @@ fn json_py_frame(b: &mut Buf, f: &PyFrame) {
     b.byte(b'}');
 }
 
-fn json_native_frame(b: &mut Buf, ip: usize) {
+fn json_native_frame(b: &mut Buf, namer: &mut Namer, ip: usize) {
     b.str("{\"addr\":\"").hex(ip as u64).byte(b'"');
-    if let Some(loc) = unwind::locate(ip) {
-        b.str(",\"module\":").json_str(module_path(loc.module));
-        b.str(",\"offset\":\"")
-            .hex((ip - loc.base) as u64)
-            .byte(b'"');
-        if let Some((name, off)) = loc.symbol {
+    if let Some(f) = namer.frame(ip) {
+        b.str(",\"module\":").json_str(f.module);
+        b.str(",\"offset\":\"").hex(f.offset as u64).byte(b'"');
+        if let Some((name, off)) = f.symbol {
             b.str(",\"symbol\":\"")
                 .text(name)
                 .byte(b'+')
@@ -306,13 +359,7 @@ fn json_native_frame(b: &mut Buf, ip: usize) {
     b.byte(b'}');
 }
 
-/// The loader names the main program with an empty string; say which file it is.
-fn module_path(name: &[u8]) -> &[u8] {
-    if name.is_empty() { MAIN_PROGRAM } else { name }
-}
-const MAIN_PROGRAM: &[u8] = b"/proc/self/exe";
-
-fn write_text(b: &mut Buf, ev: &Event, ctx: &Context, max_frames: usize) {
+fn write_text(b: &mut Buf, ev: &Event, ctx: &Context, namer: &mut Namer, max_frames: usize) {
     b.str("sigaudit: pid ")
         .int(ctx.pid as i64)
         .str(" (")
@@ -371,7 +418,7 @@ fn write_text(b: &mut Buf, ev: &Event, ctx: &Context, max_frames: usize) {
     let frames = ev.backtrace.frames();
     for (i, &ip) in frames.iter().take(max_frames).enumerate() {
         b.str("    #").dec(i as u64).str("  ");
-        text_native_frame(b, ip);
+        text_native_frame(b, namer, ip);
         b.byte(b'\n');
     }
     if ev.backtrace.truncated || max_frames < frames.len() {
@@ -395,17 +442,17 @@ fn text_py_frame(b: &mut Buf, f: &PyFrame) {
     b.str(", in ").text(f.function());
 }
 
-fn text_native_frame(b: &mut Buf, ip: usize) {
+fn text_native_frame(b: &mut Buf, namer: &mut Namer, ip: usize) {
     b.hex(ip as u64);
-    match unwind::locate(ip) {
-        Some(loc) => {
-            if let Some((name, off)) = loc.symbol {
+    match namer.frame(ip) {
+        Some(f) => {
+            if let Some((name, off)) = f.symbol {
                 b.byte(b' ').text(name).byte(b'+').hex(off as u64);
             }
             b.str(" (")
-                .text(module_path(loc.module))
+                .text(f.module)
                 .byte(b'+')
-                .hex((ip - loc.base) as u64)
+                .hex(f.offset as u64)
                 .byte(b')');
         }
         None => {
@@ -436,24 +483,21 @@ fn is_runtime_module(module: &[u8]) -> bool {
 }
 
 /// The first native frame outside libc and the interpreter.
-fn native_culprit(bt: &Backtrace) -> Option<usize> {
+fn native_culprit(bt: &Backtrace, namer: &Namer) -> Option<usize> {
     bt.frames()
         .iter()
         .copied()
-        .find(|&ip| match unwind::locate(ip) {
-            Some(loc) => !is_runtime_module(loc.module),
-            None => true,
-        })
+        .find(|&ip| !namer.in_runtime(ip))
 }
 
 /// How many Python frames, from the culprit outwards, a cause keeps.
 const CAUSE_PY_FRAMES: usize = 6;
 
-fn write_cause(b: &mut Buf, ev: &Event, ctx: &Context, json: bool) {
+fn write_cause(b: &mut Buf, ev: &Event, ctx: &Context, namer: &mut Namer, json: bool) {
     let py = ev.python.frames();
     let culprit = python_culprit(ev.python);
     let chain = culprit.map(|c| py.get(c..).unwrap_or(&[])).unwrap_or(&[]);
-    let native = native_culprit(ev.backtrace);
+    let native = native_culprit(ev.backtrace, namer);
     if json {
         b.str("{\"event\":\"")
             .str(ev.kind.name())
@@ -471,7 +515,7 @@ fn write_cause(b: &mut Buf, ev: &Event, ctx: &Context, json: bool) {
         }
         b.str("],\"native\":");
         match native {
-            Some(ip) => json_native_frame(b, ip),
+            Some(ip) => json_native_frame(b, namer, ip),
             None => {
                 b.str("null");
             }
@@ -501,7 +545,7 @@ fn write_cause(b: &mut Buf, ev: &Event, ctx: &Context, json: bool) {
         if chain.is_empty() {
             if let Some(ip) = native {
                 b.str("    at ");
-                text_native_frame(b, ip);
+                text_native_frame(b, namer, ip);
                 b.byte(b'\n');
             }
         }

@@ -114,9 +114,12 @@ pub fn parse(s: &[u8]) -> Option<c_int> {
     if s.is_empty() {
         return None;
     }
+    let number = |digits: &[u8]| {
+        let n = parse_small(digits)?;
+        (1..=MAX_SIGNAL).contains(&n).then_some(n)
+    };
     if s.iter().all(u8::is_ascii_digit) {
-        let n = parse_small(s)?;
-        return (1..=MAX_SIGNAL).contains(&n).then_some(n);
+        return number(s);
     }
     let mut up = [0u8; 16];
     let upper = up.get_mut(..s.len())?;
@@ -124,6 +127,9 @@ pub fn parse(s: &[u8]) -> Option<c_int> {
         *d = c.to_ascii_uppercase();
     }
     let bare: &[u8] = upper.strip_prefix(b"SIG").unwrap_or(upper);
+    if !bare.is_empty() && bare.iter().all(u8::is_ascii_digit) {
+        return number(bare);
+    }
     let named = |table: &[(&str, c_int)]| {
         table
             .iter()

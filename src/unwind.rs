@@ -337,3 +337,205 @@ unsafe fn gnu_hash_symbol_count(h: *const u32) -> usize {
         last + 1
     }
 }
+
+/// Symbol tables read from the module files themselves (`.symtab`, which names static
+/// functions too), for frames that `.dynsym` leaves unnamed. The files are mapped read-only for
+/// the length of one event and unmapped when this is dropped; at most [`MAPPED_FILES`] at once.
+pub struct FileSymbols {
+    maps: [Option<Mapped>; MAPPED_FILES],
+}
+
+const MAPPED_FILES: usize = 4;
+
+struct Mapped {
+    /// Which module: the loader's name pointer is stable while the module is loaded.
+    key: usize,
+    addr: *const u8,
+    len: usize,
+}
+
+impl Drop for FileSymbols {
+    fn drop(&mut self) {
+        for m in self.maps.iter().flatten() {
+            // SAFETY: each mapping was made by `map_file` and is unmapped once.
+            unsafe { libc::munmap(m.addr as *mut c_void, m.len) };
+        }
+    }
+}
+
+impl Default for FileSymbols {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl FileSymbols {
+    pub const fn new() -> Self {
+        FileSymbols {
+            maps: [None, None, None, None],
+        }
+    }
+
+    /// The `.symtab` function holding `vaddr` (an address relative to the module's load base) in
+    /// the file at `path`; `key` identifies the module (its loader name pointer).
+    pub fn lookup(&mut self, key: usize, path: &[u8], vaddr: usize) -> Option<(&[u8], usize)> {
+        let i = match self
+            .maps
+            .iter()
+            .position(|m| m.as_ref().is_some_and(|m| m.key == key))
+        {
+            Some(i) => i,
+            None => {
+                let free = self.maps.iter().position(Option::is_none)?;
+                let (addr, len) = map_file(path)?;
+                if let Some(slot) = self.maps.get_mut(free) {
+                    *slot = Some(Mapped { key, addr, len });
+                }
+                free
+            }
+        };
+        let m = self.maps.get(i)?.as_ref()?;
+        // SAFETY: the mapping covers `len` readable bytes and lives as long as `self`.
+        let file = unsafe { std::slice::from_raw_parts(m.addr, m.len) };
+        symtab_lookup(file, vaddr)
+    }
+}
+
+/// Maps a whole file read-only. Path bytes are copied into a NUL-terminated buffer.
+fn map_file(path: &[u8]) -> Option<(*const u8, usize)> {
+    let mut cpath = [0u8; 4097];
+    cpath.get_mut(..path.len())?.copy_from_slice(path);
+    // SAFETY: NUL-terminated path; the descriptor is closed before returning.
+    unsafe {
+        let fd = libc::open(
+            cpath.as_ptr() as *const c_char,
+            libc::O_RDONLY | libc::O_CLOEXEC,
+        );
+        if fd < 0 {
+            return None;
+        }
+        let mut st = std::mem::zeroed::<libc::stat>();
+        let len = if libc::fstat(fd, &mut st) == 0 {
+            st.st_size as usize
+        } else {
+            0
+        };
+        let addr = if len >= 64 {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ,
+                libc::MAP_PRIVATE,
+                fd,
+                0,
+            )
+        } else {
+            libc::MAP_FAILED
+        };
+        libc::close(fd);
+        (addr != libc::MAP_FAILED).then_some((addr as *const u8, len))
+    }
+}
+
+/// Little-endian fields at `base + off`, bounds- and overflow-checked.
+fn field<const N: usize>(b: &[u8], base: usize, off: usize) -> Option<[u8; N]> {
+    let at = base.checked_add(off)?;
+    b.get(at..at.checked_add(N)?)?.try_into().ok()
+}
+fn read_u16(b: &[u8], base: usize, off: usize) -> Option<u16> {
+    field(b, base, off).map(u16::from_le_bytes)
+}
+fn read_u32(b: &[u8], base: usize, off: usize) -> Option<u32> {
+    field(b, base, off).map(u32::from_le_bytes)
+}
+fn read_u64(b: &[u8], base: usize, off: usize) -> Option<u64> {
+    field(b, base, off).map(u64::from_le_bytes)
+}
+
+/// Finds the function symbol holding `vaddr` in an ELF64 little-endian file's `.symtab`. Every
+/// read is bounds-checked: a truncated or hostile file yields `None`, never a fault.
+fn symtab_lookup(file: &[u8], vaddr: usize) -> Option<(&[u8], usize)> {
+    if file.get(..6)? != b"\x7fELF\x02\x01" {
+        return None;
+    }
+    let shoff = read_u64(file, 0, 0x28)? as usize;
+    let shentsize = read_u16(file, 0, 0x3a)? as usize;
+    let shnum = read_u16(file, 0, 0x3c)? as usize;
+    if shentsize < 64 {
+        return None;
+    }
+    let section = |i: usize| -> Option<(u32, usize, usize, u32)> {
+        let h = shoff.checked_add(i.checked_mul(shentsize)?)?;
+        Some((
+            read_u32(file, h, 4)?,
+            read_u64(file, h, 0x18)? as usize,
+            read_u64(file, h, 0x20)? as usize,
+            read_u32(file, h, 0x28)?,
+        ))
+    };
+    const SHT_SYMTAB: u32 = 2;
+    let (_, symoff, symsize, link) = (0..shnum)
+        .filter_map(section)
+        .find(|&(kind, ..)| kind == SHT_SYMTAB)?;
+    let (_, stroff, strsize, _) = section(link as usize)?;
+    let strtab = file.get(stroff..stroff.checked_add(strsize)?)?;
+    let syms = file.get(symoff..symoff.checked_add(symsize)?)?;
+    for s in syms.chunks_exact(24) {
+        let kind = s.get(4).copied()? & 0xf;
+        let shndx = read_u16(s, 0, 6)?;
+        let value = read_u64(s, 0, 8)? as usize;
+        let size = (read_u64(s, 0, 16)? as usize).max(1);
+        if (kind != STT_FUNC && kind != STT_GNU_IFUNC) || shndx == 0 || value == 0 {
+            continue;
+        }
+        if value <= vaddr && vaddr < value.saturating_add(size) {
+            let name = strtab.get(read_u32(s, 0, 0)? as usize..)?;
+            let end = name
+                .iter()
+                .position(|&c| c == 0)
+                .unwrap_or(name.len())
+                .min(512);
+            return Some((name.get(..end)?, vaddr + 1 - value));
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn symtab_of_a_real_binary() {
+        // The test binary itself is not stripped: find one of our own functions in it.
+        let exe = std::fs::read("/proc/self/exe").unwrap();
+        let here = symtab_of_a_real_binary as *const () as usize;
+        let mut base = 0;
+        for line in std::fs::read_to_string("/proc/self/maps").unwrap().lines() {
+            let (range, rest) = line.split_once(' ').unwrap();
+            let (lo, _) = range.split_once('-').unwrap();
+            let fields: Vec<&str> = rest.split_whitespace().collect();
+            if fields.len() == 5
+                && u64::from_str_radix(fields[1], 16) == Ok(0)
+                && std::fs::canonicalize(fields[4]).ok()
+                    == std::fs::canonicalize("/proc/self/exe").ok()
+            {
+                base = usize::from_str_radix(lo, 16).unwrap();
+                break;
+            }
+        }
+        assert_ne!(base, 0);
+        let (name, _) = symtab_lookup(&exe, here - base + 1).unwrap();
+        let name = String::from_utf8_lossy(name);
+        assert!(name.contains("symtab_of_a_real_binary"), "{name}");
+    }
+
+    #[test]
+    fn garbage_files_name_nothing() {
+        assert!(symtab_lookup(b"", 0).is_none());
+        assert!(symtab_lookup(b"\x7fELF\x02\x01\0\0", 0x10).is_none());
+        let mut junk = vec![0xffu8; 4096];
+        junk[..6].copy_from_slice(b"\x7fELF\x02\x01");
+        assert!(symtab_lookup(&junk, 0x10).is_none());
+    }
+}
