@@ -1,0 +1,256 @@
+//! The test harness: finds (and if need be builds) the library, compiles C fixtures into a fresh
+//! folder per test, runs programs with the library preloaded under a time-out, and parses the
+//! events they report. On any failed expectation it prints the command, its status, stdout and
+//! stderr.
+#![allow(dead_code)]
+
+use serde_json::Value;
+use std::fmt;
+use std::io::Read;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus, Stdio};
+use std::sync::Once;
+use std::time::{Duration, Instant};
+
+/// How long any one child may run before it is killed and the test fails.
+pub const TIMEOUT: Duration = Duration::from_secs(60);
+
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The library under test: `SIGAUDIT_TEST_LIB` if set, else the debug build in this checkout,
+/// built (once per test binary) by `cargo build --lib` so a plain `cargo test` is enough. cargo
+/// does not build a cdylib-only library for integration tests by itself.
+pub fn lib() -> PathBuf {
+    if let Some(p) = std::env::var_os("SIGAUDIT_TEST_LIB") {
+        let p = PathBuf::from(p);
+        assert!(p.exists(), "SIGAUDIT_TEST_LIB={} does not exist", p.display());
+        return p;
+    }
+    static BUILD: Once = Once::new();
+    BUILD.call_once(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .args(["build", "--quiet", "--lib", "-p", "sigaudit"])
+            .current_dir(root())
+            .status()
+            .expect("run cargo build for the library");
+        assert!(status.success(), "cargo build --lib failed");
+    });
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target"));
+    let p = target.join("debug").join("libsigaudit.so");
+    assert!(
+        p.exists(),
+        "{} is missing: run `cargo build` in {}, or point SIGAUDIT_TEST_LIB at a built libsigaudit.so",
+        p.display(),
+        root().display()
+    );
+    p
+}
+
+/// A fresh folder for one test, under target/sigaudit-tests/NAME (emptied first, kept after, so
+/// a failure can be looked at).
+pub struct Dir {
+    pub path: PathBuf,
+}
+
+impl Dir {
+    pub fn new(name: &str) -> Dir {
+        let path = root().join("target").join("sigaudit-tests").join(name);
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).expect("create test folder");
+        Dir { path }
+    }
+
+    pub fn join(&self, name: &str) -> PathBuf {
+        self.path.join(name)
+    }
+
+    pub fn write(&self, name: &str, contents: &str) -> PathBuf {
+        let p = self.join(name);
+        std::fs::write(&p, contents).expect("write test file");
+        p
+    }
+
+    /// Compiles C `sources` (paths relative to tests/fixtures, or absolute) into `out` in this
+    /// folder with gcc, adding `args` (`-shared -fPIC`, `-D...`, `-l...`).
+    pub fn cc(&self, out: &str, sources: &[&str], args: &[&str]) -> PathBuf {
+        let target = self.join(out);
+        let mut cmd = Command::new("gcc");
+        cmd.args(["-g", "-O0", "-Wall", "-Wno-deprecated-declarations", "-o"])
+            .arg(&target)
+            .args(sources.iter().map(|s| fixture(s)))
+            .args(args);
+        let out = run_with_timeout(&mut cmd, TIMEOUT);
+        assert!(out.status.success(), "compiling failed\n{out}");
+        target
+    }
+
+    /// A command for `program`, run in this folder, with nothing preloaded yet.
+    pub fn cmd(&self, program: impl AsRef<std::ffi::OsStr>) -> Cmd {
+        let mut command = Command::new(program);
+        command.current_dir(&self.path);
+        for (k, _) in std::env::vars_os() {
+            if k.to_string_lossy().starts_with("SIGAUDIT_") {
+                command.env_remove(k);
+            }
+        }
+        command.env_remove("LD_PRELOAD");
+        Cmd { command }
+    }
+}
+
+pub fn fixture(name: &str) -> PathBuf {
+    let p = Path::new(name);
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        root().join("tests").join("fixtures").join(p)
+    }
+}
+
+pub struct Cmd {
+    pub command: Command,
+}
+
+impl Cmd {
+    pub fn arg(mut self, a: impl AsRef<std::ffi::OsStr>) -> Self {
+        self.command.arg(a);
+        self
+    }
+    pub fn args<I: IntoIterator<Item = S>, S: AsRef<std::ffi::OsStr>>(mut self, a: I) -> Self {
+        self.command.args(a);
+        self
+    }
+    pub fn env(mut self, k: &str, v: impl AsRef<std::ffi::OsStr>) -> Self {
+        self.command.env(k, v);
+        self
+    }
+    /// Preloads the library under test.
+    pub fn preload(self) -> Self {
+        let lib = lib();
+        self.env("LD_PRELOAD", lib)
+    }
+    /// Starts the program with `signo` ignored, as a parent that ignored it would leave it
+    /// across `execve`.
+    pub fn start_with_ignored(mut self, signo: i32) -> Self {
+        // SAFETY: signal() is async-signal-safe, as pre_exec requires.
+        unsafe {
+            self.command.pre_exec(move || {
+                libc::signal(signo, libc::SIG_IGN);
+                Ok(())
+            });
+        }
+        self
+    }
+    pub fn run(mut self) -> Run {
+        run_with_timeout(&mut self.command, TIMEOUT)
+    }
+}
+
+/// What a finished child did.
+pub struct Run {
+    pub command: String,
+    pub status: ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl fmt::Display for Run {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(
+            f,
+            "command: {}\nstatus: {:?}\n--- stdout ---\n{}\n--- stderr ---\n{}\n---",
+            self.command, self.status, self.stdout, self.stderr
+        )
+    }
+}
+
+impl Run {
+    /// Panics, showing everything, unless the program exited 0.
+    pub fn success(self) -> Self {
+        assert!(self.status.success(), "expected success\n{self}");
+        self
+    }
+    /// The JSON events among the stderr lines (lines that start with `{`); any such line that
+    /// is not valid JSON fails the test.
+    pub fn events(&self) -> Vec<Value> {
+        parse_events(&self.stderr).unwrap_or_else(|e| panic!("{e}\n{self}"))
+    }
+    /// `key=value` pairs the fixture driver prints on stdout.
+    pub fn field(&self, key: &str) -> String {
+        self.stdout
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix(key).and_then(|r| r.strip_prefix('=')))
+            .unwrap_or_else(|| panic!("no {key}= in stdout\n{self}"))
+            .to_string()
+    }
+    pub fn signal(&self) -> Option<i32> {
+        self.status.signal()
+    }
+}
+
+/// Parses every line that starts with `{` as one JSON event.
+pub fn parse_events(text: &str) -> Result<Vec<Value>, String> {
+    text.lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).map_err(|e| format!("invalid JSON event ({e}): {l}")))
+        .collect()
+}
+
+/// Runs `cmd` to completion, killing it (and failing) after `timeout`.
+pub fn run_with_timeout(cmd: &mut Command, timeout: Duration) -> Run {
+    let command = format!("{cmd:?}");
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {command}: {e}"));
+    let mut out = child.stdout.take().expect("piped stdout");
+    let mut err = child.stderr.take().expect("piped stderr");
+    let out_reader = std::thread::spawn(move || {
+        let mut s = Vec::new();
+        let _ = out.read_to_end(&mut s);
+        s
+    });
+    let err_reader = std::thread::spawn(move || {
+        let mut s = Vec::new();
+        let _ = err.read_to_end(&mut s);
+        s
+    });
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for child") {
+            break status;
+        }
+        if start.elapsed() > timeout {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("timed out after {timeout:?}: {command}");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let stdout = String::from_utf8_lossy(&out_reader.join().unwrap_or_default()).into_owned();
+    let stderr = String::from_utf8_lossy(&err_reader.join().unwrap_or_default()).into_owned();
+    Run {
+        command,
+        status,
+        stdout,
+        stderr,
+    }
+}
+
+/// The string value of `key` in a JSON event ("" if absent).
+pub fn s<'a>(ev: &'a Value, key: &str) -> &'a str {
+    ev.get(key).and_then(Value::as_str).unwrap_or("")
+}
+
+/// The events of one kind.
+pub fn of_kind<'a>(events: &'a [Value], kind: &str) -> Vec<&'a Value> {
+    events.iter().filter(|e| s(e, "event") == kind).collect()
+}
