@@ -115,6 +115,7 @@ fn before_constructor<R: Ret>(
     keep: impl FnOnce() -> R,
 ) -> R {
     snapshot_initial(SigSet(u64::MAX));
+    unwind::init();
     let cfg = config::from_process_env(&mut Problems::new());
     match policy::decide(&cfg, req.signo, req.new) {
         Decision::Pass => apply(Apply::AsAsked),

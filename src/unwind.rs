@@ -92,8 +92,13 @@ struct Elf64Sym {
     st_size: u64,
 }
 
-/// Prepares capture and naming; called from the constructor (an ordinary context).
+/// Prepares capture and naming, once: from the constructor, or from the first hook that runs
+/// before it (inside another library's constructor, where the loader's lock is already ours).
 pub fn init() {
+    static DONE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if DONE.swap(true, Ordering::Relaxed) {
+        return;
+    }
     let f = crate::real::lookup_global(b"_dl_find_object\0");
     DL_FIND_OBJECT.store(f as usize, Ordering::Relaxed);
     let here = init as *const () as usize;

@@ -26,7 +26,11 @@ pub fn root() -> PathBuf {
 pub fn lib() -> PathBuf {
     if let Some(p) = std::env::var_os("SIGAUDIT_TEST_LIB") {
         let p = PathBuf::from(p);
-        assert!(p.exists(), "SIGAUDIT_TEST_LIB={} does not exist", p.display());
+        assert!(
+            p.exists(),
+            "SIGAUDIT_TEST_LIB={} does not exist",
+            p.display()
+        );
         return p;
     }
     static BUILD: Once = Once::new();
