@@ -287,10 +287,8 @@ pub fn snapshot_initial(signals: SigSet) {
         if signo == libc::SIGKILL || signo == libc::SIGSTOP || signo > MAX_SIGNAL {
             continue;
         }
-        if let Some(a) = current(signo) {
-            if a.disposition == Disposition::Ignore {
-                ignored |= 1 << (signo - 1);
-            }
+        if current(signo).is_some_and(|a| a.disposition == Disposition::Ignore) {
+            ignored |= 1 << (signo - 1);
         }
     }
     INITIAL_IGNORED.store(ignored, Ordering::Relaxed);

@@ -542,12 +542,10 @@ fn write_cause(b: &mut Buf, ev: &Event, ctx: &Context, namer: &mut Namer, json: 
             text_py_frame(b, f);
             b.byte(b'\n');
         }
-        if chain.is_empty() {
-            if let Some(ip) = native {
-                b.str("    at ");
-                text_native_frame(b, namer, ip);
-                b.byte(b'\n');
-            }
+        if let (true, Some(ip)) = (chain.is_empty(), native) {
+            b.str("    at ");
+            text_native_frame(b, namer, ip);
+            b.byte(b'\n');
         }
     }
 }
