@@ -555,6 +555,9 @@ fn write_cause(b: &mut Buf, ev: &Event, ctx: &Context, namer: &mut Namer, json: 
 /// The output file, opened at the first event: `pid << 32 | fd`, 0 when not open. The pid says
 /// which process opened it, so a `fork()` child opens its own (`%p` names a file per process).
 static OUT: AtomicU64 = AtomicU64::new(0);
+/// Which file `OUT` is (device and inode, mixed): a program may close our descriptor and open
+/// something of its own under the same number, and we must never write into that.
+static OUT_ID: AtomicU64 = AtomicU64::new(0);
 /// The output file could not be opened and that has been said.
 static OPEN_FAILED_SAID: AtomicBool = AtomicBool::new(false);
 
@@ -570,20 +573,28 @@ pub fn emit(config: &Config, record: &[u8], shared: bool) {
     let pid = unsafe { libc::getpid() };
     let cached = OUT.load(Ordering::Acquire);
     if cached != 0 && (cached >> 32) as c_int == pid {
-        write_all(cached as u32 as c_int, record);
-        return;
+        let fd = cached as u32 as c_int;
+        if file_id(fd).is_some_and(|id| id == OUT_ID.load(Ordering::Acquire)) {
+            write_all(fd, record);
+            return;
+        }
+        // Closed or reused by the program: leave that descriptor alone and open ours again.
     }
     match open_output(template, pid) {
         Ok(fd) => {
             write_all(fd, record);
             let mine = ((pid as u64) << 32) | fd as u32 as u64;
-            if shared
-                || OUT
+            let published = !shared
+                && OUT
                     .compare_exchange(cached, mine, Ordering::AcqRel, Ordering::Acquire)
-                    .is_err()
-            {
-                // SAFETY: our own descriptor; another thread published its own first.
-                unsafe { libc::close(fd) };
+                    .is_ok();
+            match (published, file_id(fd)) {
+                (true, Some(id)) => OUT_ID.store(id, Ordering::Release),
+                // SAFETY: our own descriptor, not published (a vfork child's, or another thread
+                // published its own first).
+                _ => unsafe {
+                    libc::close(fd);
+                },
             }
         }
         Err(errno) => {
@@ -600,6 +611,19 @@ pub fn emit(config: &Config, record: &[u8], shared: bool) {
             write_all(2, record);
         }
     }
+}
+
+/// A file's identity: its device and inode in one word (the device in the high half: both are
+/// below 2^32 in practice, so distinct files never collide; and never 0, as no file has device
+/// and inode 0).
+fn file_id(fd: c_int) -> Option<u64> {
+    // SAFETY: fstat writes only into `st`.
+    let mut st = unsafe { std::mem::zeroed::<libc::stat>() };
+    // SAFETY: as above; a bad descriptor just fails.
+    if unsafe { libc::fstat(fd, &mut st) } != 0 {
+        return None;
+    }
+    Some(st.st_dev.rotate_left(32) ^ st.st_ino)
 }
 
 /// Opens the output file for `pid`: `%p` becomes the pid, `%%` a `%`. Append-only, close-on-exec,

@@ -428,3 +428,22 @@ fn a_bad_setting_is_named_once_and_the_program_runs_on() {
     assert_eq!(run.field("wait"), "ECHILD", "{run}");
     assert_eq!(s(&run.events()[0], "action"), "logged");
 }
+
+/// See: a program that closes all descriptors and reuses the number of ours (daemons do) must
+/// not receive our records in its own file.
+#[test]
+fn a_reused_output_descriptor_is_never_written() {
+    let dir = Dir::new("reuse-fd");
+    let program = dir.cc("reuse_fd", &["reuse_fd.c"], &[]);
+    let out = dir.join("events.jsonl");
+    let run = dir
+        .cmd(&program)
+        .preload()
+        .env("SIGAUDIT_FORMAT", "json")
+        .env("SIGAUDIT_OUTPUT", &out)
+        .run()
+        .success();
+    assert_eq!(run.stdout, "own=5:mine\n", "{run}");
+    let events = common::parse_events(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    assert_eq!(of_kind(&events, "ignore").len(), 2, "{run}");
+}
