@@ -148,7 +148,10 @@ fn watched<R: Ret>(
         Decision::WatchChange => {
             let r = apply(Apply::AsAsked);
             errno.keep();
-            if r.succeeded() {
+            // A vfork child resetting handlers before it execs is routine hygiene (CPython does it
+            // for every signal in every subprocess): not worth a report. An ignore there still
+            // is, since it survives the exec.
+            if r.succeeded() && !guard::in_shared_memory_child() {
                 let now = current(req.signo).unwrap_or(new);
                 // `sigset(SIG_HOLD)` blocks the signal and leaves its action alone: a change
                 // all the same.
