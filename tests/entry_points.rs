@@ -447,3 +447,29 @@ fn a_reused_output_descriptor_is_never_written() {
     let events = common::parse_events(&std::fs::read_to_string(&out).unwrap()).unwrap();
     assert_eq!(of_kind(&events, "ignore").len(), 2, "{run}");
 }
+
+#[test]
+fn a_vfork_child_reports_its_ignore_but_not_routine_resets_and_leaves_the_parent_alone() {
+    let dir = Dir::new("vfork");
+    let program = dir.cc("vfork", &["vfork.c"], &[]);
+    let run = dir
+        .cmd(&program)
+        .preload()
+        .env("SIGAUDIT_FORMAT", "json")
+        .env("SIGAUDIT_WATCH", "CHLD,USR1:any")
+        .run()
+        .success();
+    assert_eq!(
+        run.field("wait"),
+        "5",
+        "the parent still gets statuses\n{run}"
+    );
+    let child: i64 = run.field("vfork_child").parse().unwrap();
+    let events = run.events();
+    let kinds: Vec<(&str, i64)> = events
+        .iter()
+        .map(|e| (s(e, "event"), e["pid"].as_i64().unwrap()))
+        .collect();
+    let parent = events[0]["pid"].as_i64().unwrap();
+    assert_eq!(kinds, [("change", parent), ("ignore", child)], "{run}");
+}
