@@ -197,12 +197,15 @@ fn current(signo: c_int) -> Option<Action> {
 }
 
 /// Captures the stacks, renders and writes one event, and keeps it as the cause for a later
-/// `echild` when it is an ignore that took effect.
+/// `echild` when it is an ignore that took effect. An `inherited` event has no stack to show:
+/// it happened before this program ran.
 fn event(cfg: &Config, kind: Kind, req: &Request, old: Action, new: Action, outcome: Outcome) {
     let shared = guard::in_shared_memory_child();
     report::with_scratch(|s| {
-        unwind::capture(&mut s.backtrace);
-        python::capture(&mut s.python);
+        if kind != Kind::Inherited {
+            unwind::capture(&mut s.backtrace);
+            python::capture(&mut s.python);
+        }
         let ev = Event {
             kind,
             signo: req.signo,
@@ -323,35 +326,6 @@ pub fn check_inherited(cfg: &Config) {
         } else {
             (Outcome::Logged, was)
         };
-        event_without_stack(cfg, Kind::Inherited, &req, was, new, outcome);
+        event(cfg, Kind::Inherited, &req, was, new, outcome);
     }
-}
-
-/// An event with no stack to show (it happened before this program ran).
-fn event_without_stack(
-    cfg: &Config,
-    kind: Kind,
-    req: &Request,
-    old: Action,
-    new: Action,
-    outcome: Outcome,
-) {
-    report::with_scratch(|s| {
-        let ev = Event {
-            kind,
-            signo: req.signo,
-            via: req.via,
-            old,
-            new,
-            outcome,
-            backtrace: &s.backtrace,
-            python: &s.python,
-            cause: None,
-        };
-        let (len, cause_len) = report::render(cfg, &ev, &mut s.text);
-        report::emit(cfg, s.text.out.get(..len).unwrap_or(&[]), false);
-        if outcome == Outcome::Logged && cause_len > 0 && req.signo == libc::SIGCHLD {
-            cause::record(s.text.cause.get(..cause_len).unwrap_or(&[]));
-        }
-    });
 }
