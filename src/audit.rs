@@ -151,11 +151,13 @@ fn watched<R: Ret>(
             // A vfork child resetting handlers before it execs is routine hygiene (CPython does it
             // for every signal in every subprocess): not worth a report. An ignore there still
             // is, since it survives the exec.
-            if r.succeeded() && !guard::in_shared_memory_child() {
-                let now = current(req.signo).unwrap_or(new);
+            if !guard::in_shared_memory_child() {
+                // A failed call can still have changed the action (`rt_sigaction` with an `old`
+                // the kernel cannot write back), so what counts is the action now.
+                let now = current(req.signo).unwrap_or(old);
                 // `sigset(SIG_HOLD)` blocks the signal and leaves its action alone: a change
                 // all the same.
-                if new.disposition == Disposition::Hold {
+                if new.disposition == Disposition::Hold && r.succeeded() {
                     event(cfg, Kind::Change, &req, old, new, Outcome::Logged);
                 } else if old.differs_from(now) {
                     event(cfg, Kind::Change, &req, old, now, Outcome::Logged);
@@ -166,8 +168,9 @@ fn watched<R: Ret>(
         Decision::Ignore(Mode::Log) => {
             let r = apply(Apply::AsAsked);
             errno.keep();
-            if r.succeeded() {
-                let now = current(req.signo).unwrap_or(new);
+            // As above: a failed call may have changed the action all the same.
+            let now = current(req.signo).unwrap_or(if r.succeeded() { new } else { old });
+            if r.succeeded() || (now != old && now.ignores(req.signo)) {
                 event(cfg, Kind::Ignore, &req, old, now, Outcome::Logged);
             }
             r
@@ -175,7 +178,14 @@ fn watched<R: Ret>(
         Decision::Ignore(Mode::Veto) => {
             event(cfg, Kind::Ignore, &req, old, new, Outcome::Vetoed);
             match policy::vetoed(new) {
-                None => keep(),
+                None => {
+                    let r = keep();
+                    // The read can fail too (a bad `old` pointer): its errno is the answer.
+                    if !r.succeeded() {
+                        errno.keep();
+                    }
+                    r
+                }
                 Some(instead) => {
                     let r = apply(Apply::Instead(instead));
                     errno.keep();
@@ -218,7 +228,7 @@ fn event(cfg: &Config, kind: Kind, req: &Request, old: Action, new: Action, outc
             cause: None,
         };
         let (len, cause_len) = report::render(cfg, &ev, &mut s.text);
-        report::emit(cfg, s.text.out.get(..len).unwrap_or(&[]), shared);
+        report::emit(cfg, s.text.out.get(..len).unwrap_or(&[]));
         if outcome == Outcome::Logged && cause_len > 0 && !shared && req.signo == libc::SIGCHLD {
             cause::record(s.text.cause.get(..cause_len).unwrap_or(&[]));
         }
@@ -249,7 +259,6 @@ fn echild(via: &'static str) {
     if !now.ignores(libc::SIGCHLD) {
         return;
     }
-    let shared = guard::in_shared_memory_child();
     report::with_scratch(|s| {
         let cause_len = cause::read(&mut s.prior_cause);
         unwind::capture(&mut s.backtrace);
@@ -267,7 +276,7 @@ fn echild(via: &'static str) {
             cause,
         };
         let (len, _) = report::render(cfg, &ev, &mut s.text);
-        report::emit(cfg, s.text.out.get(..len).unwrap_or(&[]), shared);
+        report::emit(cfg, s.text.out.get(..len).unwrap_or(&[]));
     });
 }
 

@@ -7,6 +7,7 @@
 //! declares the function.
 
 use crate::audit::{self, Apply, Request};
+use crate::guard::{self, ErrnoGuard};
 use crate::policy::{Action, Disposition};
 use crate::real::{self, KERNEL_SIGSET_SIZE, KernelSigaction, SigVec, types};
 use libc::{
@@ -133,8 +134,12 @@ pub unsafe extern "C" fn syscall(
         return unsafe { real::syscall(n, a1, a2, a3, a4, a5, a6) };
     }
     let act = a2 as *const KernelSigaction;
-    // SAFETY: `act` is the caller's kernel sigaction, which the kernel reads the same way.
-    let req = unsafe { request_from_kernel(a1 as c_int, act) };
+    // An action the kernel cannot read is its to refuse (EFAULT); reading it here would crash.
+    let Some(new) = read_kernel_action(act) else {
+        // SAFETY: forwarded untouched.
+        return unsafe { real::syscall(n, a1, a2, a3, a4, a5, a6) };
+    };
+    let req = request_from_kernel(a1 as c_int, new);
     audit::intercept(
         req,
         // SAFETY: the caller's arguments, or a copy of `act` with other flags.
@@ -214,19 +219,44 @@ unsafe fn with_kernel_action(
     }
 }
 
-/// # Safety
-/// `act` is null or readable.
-unsafe fn request_from_kernel(signo: c_int, act: *const KernelSigaction) -> Request {
+fn request_from_kernel(signo: c_int, act: Option<KernelSigaction>) -> Request {
     let mut req = Request::other("syscall", signo);
-    if !act.is_null() {
-        // SAFETY: readable per the contract.
-        let k = unsafe { *act };
-        req.new = Some(Action::new(
-            Disposition::from_raw(k.handler),
-            k.flags as c_int,
-        ));
-    }
+    req.new = act.map(|k| Action::new(Disposition::from_raw(k.handler), k.flags as c_int));
     req
+}
+
+/// Copies the caller's kernel sigaction without trusting the pointer: `Some(None)` for null,
+/// `None` when the memory cannot be read (the kernel will say EFAULT for it). The copy is made by
+/// `process_vm_readv` on our own process, which fails instead of faulting; where that system call
+/// is not allowed (a seccomp filter), the pointer is read directly, as glibc's wrappers would.
+fn read_kernel_action(act: *const KernelSigaction) -> Option<Option<KernelSigaction>> {
+    if act.is_null() {
+        return Some(None);
+    }
+    let _errno = ErrnoGuard::new();
+    let mut copy = std::mem::MaybeUninit::<KernelSigaction>::zeroed();
+    let size = std::mem::size_of::<KernelSigaction>();
+    let local = libc::iovec {
+        iov_base: copy.as_mut_ptr() as *mut libc::c_void,
+        iov_len: size,
+    };
+    let remote = libc::iovec {
+        iov_base: act as *mut libc::c_void,
+        iov_len: size,
+    };
+    // SAFETY: `local` is our own writable copy; the kernel checks `remote` and fails with
+    // EFAULT instead of faulting. getpid has no preconditions.
+    let n = unsafe { libc::process_vm_readv(libc::getpid(), &local, 1, &remote, 1, 0) };
+    match n {
+        // SAFETY: all of it was filled by the kernel (and it was zeroed before).
+        n if n == size as isize => Some(Some(unsafe { copy.assume_init() })),
+        // Partly readable, or not at all.
+        n if n >= 0 => None,
+        _ if guard::errno() == libc::EFAULT => None,
+        // SAFETY: the kernel would read the same memory; a program that passes a bad pointer
+        // here gets the crash glibc's own wrappers would give it.
+        _ => Some(Some(unsafe { *act })),
+    }
 }
 
 /// `sv_flags` bits of `struct sigvec`.

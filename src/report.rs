@@ -14,7 +14,7 @@ use crate::python::{PyFrame, PyStack};
 use crate::signals;
 use crate::unwind::{self, Backtrace, FileSymbols};
 use libc::c_int;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
@@ -416,10 +416,18 @@ fn write_text(b: &mut Buf, ev: &Event, ctx: &Context, namer: &mut Namer, max_fra
         }
     }
     let frames = ev.backtrace.frames();
-    for (i, &ip) in frames.iter().take(max_frames).enumerate() {
+    let shown = frames.len().min(max_frames);
+    for (i, &ip) in frames.iter().take(shown).enumerate() {
         b.str("    #").dec(i as u64).str("  ");
-        text_native_frame(b, namer, ip);
+        let eval_loop = text_native_frame(b, namer, ip);
         b.byte(b'\n');
+        // Below the first Python eval loop the native stack is the interpreter's own business,
+        // and the Python stack above says it better; JSON keeps every frame.
+        if eval_loop && !py.is_empty() && i + 1 < shown {
+            b.str("    ... ").dec((frames.len() - i - 1) as u64);
+            b.str(" interpreter frames (all of them are in SIGAUDIT_FORMAT=json)\n");
+            return;
+        }
     }
     if ev.backtrace.truncated || max_frames < frames.len() {
         b.str("    ... more frames cut\n");
@@ -442,23 +450,24 @@ fn text_py_frame(b: &mut Buf, f: &PyFrame) {
     b.str(", in ").text(f.function());
 }
 
-fn text_native_frame(b: &mut Buf, namer: &mut Namer, ip: usize) {
+/// Writes one native frame; returns whether it is CPython's eval loop.
+fn text_native_frame(b: &mut Buf, namer: &mut Namer, ip: usize) -> bool {
     b.hex(ip as u64);
-    match namer.frame(ip) {
-        Some(f) => {
-            if let Some((name, off)) = f.symbol {
-                b.byte(b' ').text(name).byte(b'+').hex(off as u64);
-            }
-            b.str(" (")
-                .text(f.module)
-                .byte(b'+')
-                .hex(f.offset as u64)
-                .byte(b')');
-        }
-        None => {
-            b.str(" (?)");
-        }
+    let Some(f) = namer.frame(ip) else {
+        b.str(" (?)");
+        return false;
+    };
+    let mut eval_loop = false;
+    if let Some((name, off)) = f.symbol {
+        b.byte(b' ').text(name).byte(b'+').hex(off as u64);
+        eval_loop = name.starts_with(b"_PyEval_EvalFrame");
     }
+    b.str(" (")
+        .text(f.module)
+        .byte(b'+')
+        .hex(f.offset as u64)
+        .byte(b')');
+    eval_loop
 }
 
 /// True for a file of Python's own standard library (or frozen module), which is never the
@@ -496,7 +505,13 @@ const CAUSE_PY_FRAMES: usize = 6;
 fn write_cause(b: &mut Buf, ev: &Event, ctx: &Context, namer: &mut Namer, json: bool) {
     let py = ev.python.frames();
     let culprit = python_culprit(ev.python);
+    // The culprit and the frames that led to it, without the standard library's (an import
+    // passes through several `<frozen importlib._bootstrap>` frames on its way).
     let chain = culprit.map(|c| py.get(c..).unwrap_or(&[])).unwrap_or(&[]);
+    let chain = chain
+        .iter()
+        .filter(|f| !is_stdlib(f.file()))
+        .take(CAUSE_PY_FRAMES);
     let native = native_culprit(ev.backtrace, namer);
     if json {
         b.str("{\"event\":\"")
@@ -507,7 +522,7 @@ fn write_cause(b: &mut Buf, ev: &Event, ctx: &Context, namer: &mut Namer, json: 
         b.str(",\"via\":\"").str(ev.via).str("\",\"signal\":\"");
         signals::write_name(b, ev.signo);
         b.str("\",\"python\":[");
-        for (i, f) in chain.iter().take(CAUSE_PY_FRAMES).enumerate() {
+        for (i, f) in chain.clone().enumerate() {
             if i > 0 {
                 b.byte(b',');
             }
@@ -537,12 +552,12 @@ fn write_cause(b: &mut Buf, ev: &Event, ctx: &Context, namer: &mut Namer, json: 
             }
         }
         b.byte(b'\n');
-        for (i, f) in chain.iter().take(CAUSE_PY_FRAMES).enumerate() {
+        for (i, f) in chain.clone().enumerate() {
             b.str(if i == 0 { "    at " } else { "    from " });
             text_py_frame(b, f);
             b.byte(b'\n');
         }
-        if let (true, Some(ip)) = (chain.is_empty(), native) {
+        if let (None, Some(ip)) = (chain.clone().next(), native) {
             b.str("    at ");
             text_native_frame(b, namer, ip);
             b.byte(b'\n');
@@ -552,50 +567,29 @@ fn write_cause(b: &mut Buf, ev: &Event, ctx: &Context, namer: &mut Namer, json: 
 
 // ---- the sink --------------------------------------------------------------------------------
 
-/// The output file, opened at the first event: `pid << 32 | fd`, 0 when not open. The pid says
-/// which process opened it, so a `fork()` child opens its own (`%p` names a file per process).
-static OUT: AtomicU64 = AtomicU64::new(0);
-/// Which file `OUT` is (device and inode, mixed): a program may close our descriptor and open
-/// something of its own under the same number, and we must never write into that.
-static OUT_ID: AtomicU64 = AtomicU64::new(0);
 /// The output file could not be opened and that has been said.
 static OPEN_FAILED_SAID: AtomicBool = AtomicBool::new(false);
 
 /// Writes a finished record to the configured output; falls back to stderr, saying why, when
-/// the file cannot be opened. `shared` is true in a child that shares our memory (vfork): it
-/// must not publish its descriptor into its parent's state.
-pub fn emit(config: &Config, record: &[u8], shared: bool) {
+/// the file cannot be opened.
+///
+/// The file is opened for each record and closed after it. A descriptor kept open between events
+/// would be the host's business: a program that lists its descriptors (CPython's
+/// `test_pass_fds_redirected` does) would see it, and one that closes every descriptor and opens
+/// its own files could get ours' number, so that the next record lands in the program's file.
+/// Events are rare; an `open` and a `close` each are cheap next to capturing a stack.
+pub fn emit(config: &Config, record: &[u8]) {
     let Some(template) = config.output_path() else {
         write_all(2, record);
         return;
     };
     // SAFETY: no preconditions.
     let pid = unsafe { libc::getpid() };
-    let cached = OUT.load(Ordering::Acquire);
-    if cached != 0 && (cached >> 32) as c_int == pid {
-        let fd = cached as u32 as c_int;
-        if file_id(fd).is_some_and(|id| id == OUT_ID.load(Ordering::Acquire)) {
-            write_all(fd, record);
-            return;
-        }
-        // Closed or reused by the program: leave that descriptor alone and open ours again.
-    }
     match open_output(template, pid) {
         Ok(fd) => {
             write_all(fd, record);
-            let mine = ((pid as u64) << 32) | fd as u32 as u64;
-            let published = !shared
-                && OUT
-                    .compare_exchange(cached, mine, Ordering::AcqRel, Ordering::Acquire)
-                    .is_ok();
-            match (published, file_id(fd)) {
-                (true, Some(id)) => OUT_ID.store(id, Ordering::Release),
-                // SAFETY: our own descriptor, not published (a vfork child's, or another thread
-                // published its own first).
-                _ => unsafe {
-                    libc::close(fd);
-                },
-            }
+            // SAFETY: our own descriptor, opened above.
+            unsafe { libc::close(fd) };
         }
         Err(errno) => {
             if !OPEN_FAILED_SAID.swap(true, Ordering::Relaxed) {
@@ -611,19 +605,6 @@ pub fn emit(config: &Config, record: &[u8], shared: bool) {
             write_all(2, record);
         }
     }
-}
-
-/// A file's identity: its device and inode in one word (the device in the high half: both are
-/// below 2^32 in practice, so distinct files never collide; and never 0, as no file has device
-/// and inode 0).
-fn file_id(fd: c_int) -> Option<u64> {
-    // SAFETY: fstat writes only into `st`.
-    let mut st = unsafe { std::mem::zeroed::<libc::stat>() };
-    // SAFETY: as above; a bad descriptor just fails.
-    if unsafe { libc::fstat(fd, &mut st) } != 0 {
-        return None;
-    }
-    Some(st.st_dev.rotate_left(32) ^ st.st_ino)
 }
 
 /// Opens the output file for `pid`: `%p` becomes the pid, `%%` a `%`. Append-only, close-on-exec,
