@@ -1,1 +1,43 @@
-fn main() {}
+//! `sigaudit`: runs a command with `libsigaudit.so` preloaded into it and everything it starts,
+//! shows what the library reports, and summarizes; `sigaudit symbolize` adds source lines to
+//! recorded events.
+//!
+//! This program must never link the library (it would interpose its own `sigaction`): it finds
+//! the built `.so` at run time (`library.rs`) and only hands it to the command.
+//!
+//! Files: `args.rs` (command line), `library.rs` (finding the `.so`), `run.rs` (environment,
+//! spawn, wait, record files), `forward.rs` (passing signals on), `record.rs` (reading a record,
+//! choosing the frame to blame), `text.rs` (records for people), `summary.rs`, `symbolize.rs`
+//! (DWARF lookups), `signals.rs` (names).
+
+mod args;
+mod forward;
+mod library;
+mod record;
+mod run;
+mod signals;
+mod summary;
+mod symbolize;
+mod text;
+
+use std::io::Write;
+
+fn main() {
+    let code = match args::parse(std::env::args_os().skip(1).collect()) {
+        Err(reason) => {
+            eprintln!("sigaudit: {reason} (see sigaudit --help)");
+            2
+        }
+        Ok(args::Invocation::Help) => {
+            let _ = writeln!(std::io::stdout(), "{}", args::HELP);
+            0
+        }
+        Ok(args::Invocation::Version) => {
+            let _ = writeln!(std::io::stdout(), "sigaudit {}", env!("CARGO_PKG_VERSION"));
+            0
+        }
+        Ok(args::Invocation::Run(opts)) => run::main(&opts),
+        Ok(args::Invocation::Symbolize(opts)) => symbolize::main(&opts),
+    };
+    std::process::exit(code);
+}

@@ -1,0 +1,225 @@
+//! The command line: `sigaudit [OPTIONS] [--] COMMAND [ARG...]` and `sigaudit symbolize`.
+//!
+//! The command starts at the first argument that is not an option, with or without `--` before
+//! it (like `env` or `nice`), so its own options are never read as ours. `symbolize` is a
+//! subcommand only as the very first argument: `sigaudit -- symbolize` runs a program of that
+//! name.
+
+use crate::signals;
+use lexopt::prelude::*;
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+pub const HELP: &str = "\
+sigaudit: run COMMAND (and every process it starts) with libsigaudit.so preloaded, report each
+time a process makes SIGCHLD (or another watched signal) ignored, tie each later ECHILD from
+wait() back to that change, and summarize at the end.
+
+usage: sigaudit [OPTIONS] [--] COMMAND [ARG...]
+       sigaudit symbolize [--text] [FILE...]
+
+options:
+  --veto            refuse every ignore of a watched signal (the caller is told it worked), so
+                    the command runs as if it had never happened
+  --abort           abort() the process that asks, for a core dump or a debugger
+  -w, --watch LIST  signals to watch, comma-separated, by name (CHLD, SIGPIPE, RTMIN+2) or
+                    number, each optionally NAME:any to report every change of its handler or
+                    flags, not only ignores [default: CHLD]
+  -o, --output PATH write every record to PATH (created or emptied, mode 0600) as it happens,
+                    instead of showing it on stderr
+  --json            records as JSON lines (with source lines added), not readable text
+  -q, --quiet       no summary at the end (records still go to -o PATH, or to stderr)
+  -h, --help        this help
+  -V, --version     the version
+
+After the run a summary on stderr names, for each event, the process, the signal, what was done
+and where: the innermost Python frame outside the standard library, or the first native frame
+outside libc and the interpreter, with file:line when the module has debug information.
+
+sigaudit exits with COMMAND's status (128+N if signal N ended it), 127 if COMMAND was not found,
+126 if it could not be run, 2 for a usage error, 125 if sigaudit itself failed (library not
+found, output not writable). SIGINT, SIGTERM, SIGHUP and SIGQUIT sent to sigaudit are passed on
+to COMMAND (those the terminal sends already reach it, and are not sent twice).
+
+Each audited process writes its records to its own file in a private folder (mode 0700, under
+$TMPDIR or /tmp) that sigaudit reads as they come and removes at the end; a process still running
+after COMMAND has ended reports on its own stderr instead. Programs that clear their environment,
+static and setuid programs are not audited (they do not load the library).
+
+The library is looked for in SIGAUDIT_LIB, next to this program (a cargo target folder, or an
+install with the library in the same folder), and in ../lib/sigaudit/ from it.
+
+sigaudit symbolize [--text] [FILE...]
+  Reads JSON event records (FILE, or stdin when none or `-`) and adds to each native frame with a
+  module and offset its `function`, `file`, `line` (and `inlined_into`, outwards) from the
+  module's DWARF debug information, or from its separate debug file (build ID under
+  /usr/lib/debug, or .gnu_debuglink), read here, never in the audited process. Frames without
+  debug information keep what they had; lines that are not records pass through unchanged.
+  With --text, records are written readable instead.";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    Log,
+    Veto,
+    Abort,
+}
+
+impl Mode {
+    pub fn env_value(self) -> &'static str {
+        match self {
+            Mode::Log => "log",
+            Mode::Veto => "veto",
+            Mode::Abort => "abort",
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct RunOptions {
+    pub mode: Mode,
+    pub watch: String,
+    pub output: Option<PathBuf>,
+    pub json: bool,
+    pub quiet: bool,
+    /// The program and its arguments; never empty.
+    pub command: Vec<OsString>,
+}
+
+#[derive(Debug)]
+pub struct SymbolizeOptions {
+    pub text: bool,
+    /// Inputs; `-` is stdin. Empty means stdin.
+    pub files: Vec<PathBuf>,
+}
+
+#[derive(Debug)]
+pub enum Invocation {
+    Run(RunOptions),
+    Symbolize(SymbolizeOptions),
+    Help,
+    Version,
+}
+
+/// Parses the arguments after the program name. An `Err` is a one-line reason.
+pub fn parse(args: Vec<OsString>) -> Result<Invocation, String> {
+    if args.first().is_some_and(|a| a == "symbolize") {
+        return parse_symbolize(args.into_iter().skip(1));
+    }
+    let mut mode = Mode::Log;
+    let mut watch = None;
+    let mut output = None;
+    let mut json = false;
+    let mut quiet = false;
+    let mut p = lexopt::Parser::from_args(args);
+    while let Some(arg) = p.next().map_err(|e| e.to_string())? {
+        match arg {
+            Long("veto") | Long("abort") => {
+                let m = if arg == Long("veto") {
+                    Mode::Veto
+                } else {
+                    Mode::Abort
+                };
+                if mode != Mode::Log && mode != m {
+                    return Err("--veto and --abort cannot be used together".into());
+                }
+                mode = m;
+            }
+            Short('w') | Long("watch") => {
+                let list = p.value().map_err(|e| e.to_string())?;
+                let list = list
+                    .into_string()
+                    .map_err(|_| "--watch: the list is not valid UTF-8".to_string())?;
+                signals::check_watch(&list)?;
+                watch = Some(list);
+            }
+            Short('o') | Long("output") => {
+                let path = PathBuf::from(p.value().map_err(|e| e.to_string())?);
+                if path.as_os_str().is_empty() {
+                    return Err("-o: the path is empty".into());
+                }
+                output = Some(path);
+            }
+            Long("json") => json = true,
+            Short('q') | Long("quiet") => quiet = true,
+            Short('h') | Long("help") => return Ok(Invocation::Help),
+            Short('V') | Long("version") => return Ok(Invocation::Version),
+            Value(program) => {
+                let mut command = vec![program];
+                command.extend(p.raw_args().map_err(|e| e.to_string())?);
+                return Ok(Invocation::Run(RunOptions {
+                    mode,
+                    watch: watch.unwrap_or_else(|| "CHLD".into()),
+                    output,
+                    json,
+                    quiet,
+                    command,
+                }));
+            }
+            _ => return Err(arg.unexpected().to_string()),
+        }
+    }
+    Err("no command given: sigaudit [OPTIONS] -- COMMAND [ARG...]".into())
+}
+
+fn parse_symbolize(args: impl Iterator<Item = OsString>) -> Result<Invocation, String> {
+    let mut text = false;
+    let mut files = Vec::new();
+    let mut p = lexopt::Parser::from_args(args);
+    while let Some(arg) = p.next().map_err(|e| e.to_string())? {
+        match arg {
+            Long("text") => text = true,
+            Short('h') | Long("help") => return Ok(Invocation::Help),
+            Value(file) => files.push(PathBuf::from(file)),
+            _ => return Err(format!("symbolize: {}", arg.unexpected())),
+        }
+    }
+    Ok(Invocation::Symbolize(SymbolizeOptions { text, files }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(args: &[&str]) -> Result<RunOptions, String> {
+        match parse(args.iter().map(OsString::from).collect())? {
+            Invocation::Run(r) => Ok(r),
+            other => panic!("not a run: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_command_starts_at_the_first_non_option() {
+        let r = run(&["--veto", "-w", "PIPE", "ls", "-l", "--veto"]).unwrap();
+        assert_eq!(r.mode, Mode::Veto);
+        assert_eq!(r.watch, "PIPE");
+        assert_eq!(r.command, ["ls", "-l", "--veto"]);
+        let r = run(&["--", "--weird", "-o"]).unwrap();
+        assert_eq!(r.command, ["--weird", "-o"]);
+        assert_eq!(r.watch, "CHLD");
+        assert_eq!(r.mode, Mode::Log);
+    }
+
+    #[test]
+    fn symbolize_only_as_the_first_word() {
+        assert!(matches!(
+            parse(vec!["symbolize".into(), "--text".into(), "a".into()]),
+            Ok(Invocation::Symbolize(SymbolizeOptions { text: true, .. }))
+        ));
+        let r = run(&["--", "symbolize"]).unwrap();
+        assert_eq!(r.command, ["symbolize"]);
+    }
+
+    #[test]
+    fn usage_errors() {
+        assert!(
+            run(&["--veto", "--abort", "x"])
+                .unwrap_err()
+                .contains("together")
+        );
+        assert!(run(&["--bogus", "x"]).unwrap_err().contains("--bogus"));
+        assert!(run(&["-w", "NOPE", "x"]).unwrap_err().contains("NOPE"));
+        assert!(run(&["-o"]).is_err());
+        assert!(run(&[]).unwrap_err().contains("no command"));
+        assert!(run(&["--"]).unwrap_err().contains("no command"));
+    }
+}

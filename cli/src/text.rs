@@ -1,0 +1,145 @@
+//! Records for people: the readable form shown on stderr, written by `-o` without `--json`, and
+//! by `symbolize --text`. Close to the library's own text format, plus source lines.
+
+use crate::record::{self, array, int, s};
+use serde_json::Value;
+use std::fmt::Write;
+
+/// One record as readable lines, ending with a newline.
+pub fn render(rec: &Value) -> String {
+    let mut out = String::new();
+    let pid = int(rec, "pid").unwrap_or(0);
+    let prog = record::program(rec);
+    let signal = s(rec, "signal");
+    let via = s(rec, "via");
+    let act = s(rec, "action");
+    let _ = write!(out, "sigaudit: pid {pid} ({prog}) ");
+    match s(rec, "event") {
+        "inherited" => {
+            let ppid = int(rec, "ppid").unwrap_or(0);
+            let _ = writeln!(
+                out,
+                "{signal} was already SIG_IGN when the program started (inherited across execve from parent pid {ppid}) [{act}]"
+            );
+        }
+        "echild" => {
+            let _ = writeln!(
+                out,
+                "{via}() failed with ECHILD because {signal} is {} [{act}]",
+                record::action(rec, "old", "old_flags")
+            );
+            match rec.get("cause").filter(|c| c.is_object()) {
+                Some(c) => {
+                    let _ = write!(
+                        out,
+                        "  cause: {} {} via {}() in pid {} at {}",
+                        s(c, "signal"),
+                        if s(c, "event") == "inherited" {
+                            "inherited"
+                        } else {
+                            "ignored"
+                        },
+                        s(c, "via"),
+                        int(c, "pid").unwrap_or(0),
+                        s(c, "time"),
+                    );
+                    match record::cause_place(c) {
+                        Some(place) => {
+                            let _ = writeln!(out, ", {place}");
+                        }
+                        None => out.push('\n'),
+                    }
+                }
+                None => out.push_str(
+                    "  cause: not seen by sigaudit (set before it was loaded, or by a raw system call)\n",
+                ),
+            }
+        }
+        kind => {
+            let verb = if kind == "change" {
+                "changed"
+            } else {
+                "ignored"
+            };
+            let _ = writeln!(
+                out,
+                "{signal} {verb} via {via}(): {} -> {} [{act}]",
+                record::action(rec, "old", "old_flags"),
+                record::action(rec, "new", "flags"),
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
+        "  at {}, ppid {}, command: {}",
+        s(rec, "time"),
+        int(rec, "ppid").unwrap_or(0),
+        record::command_line(rec, 200)
+    );
+    let py = array(rec, "python");
+    if !py.is_empty() {
+        out.push_str("  Python stack (most recent call last):\n");
+        if rec.get("python_truncated") == Some(&Value::Bool(true)) {
+            out.push_str("    ... outer frames cut\n");
+        }
+        for f in py.iter().rev() {
+            let _ = writeln!(
+                out,
+                "    File \"{}\", line {}, in {}",
+                s(f, "file"),
+                int(f, "line").unwrap_or(0),
+                s(f, "function")
+            );
+        }
+    }
+    for (i, f) in array(rec, "backtrace").iter().enumerate() {
+        let _ = writeln!(out, "    #{i:<2} {}", record::native_frame(f));
+        for outer in array(f, "inlined_into") {
+            let _ = writeln!(
+                out,
+                "         inlined into {} at {}:{}",
+                s(outer, "function"),
+                s(outer, "file"),
+                int(outer, "line").unwrap_or(0)
+            );
+        }
+    }
+    if rec.get("backtrace_truncated") == Some(&Value::Bool(true)) {
+        out.push_str("    ... more frames cut\n");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn an_ignore_reads_like_the_library() {
+        let rec = json!({"event": "ignore", "time": "2026-01-01T00:00:00.000000Z", "pid": 7, "ppid": 1,
+            "exe": "/tmp/demo", "argv": ["./demo", "x"], "signal": "SIGCHLD", "via": "signal",
+            "old": "SIG_DFL", "old_flags": [], "new": "SIG_IGN", "flags": ["SA_RESTART"], "action": "vetoed",
+            "python": [], "backtrace": [{"addr": "0x5", "module": "/tmp/demo", "offset": "0x1149",
+            "symbol": "main+0x12", "function": "main", "file": "/tmp/demo.c", "line": 9}]});
+        assert_eq!(
+            render(&rec),
+            "sigaudit: pid 7 (demo) SIGCHLD ignored via signal(): SIG_DFL -> SIG_IGN SA_RESTART [vetoed]\n\
+             \x20 at 2026-01-01T00:00:00.000000Z, ppid 1, command: ./demo x\n\
+             \x20   #0  main at /tmp/demo.c:9 (demo+0x1149)\n"
+        );
+    }
+
+    #[test]
+    fn an_echild_names_its_cause() {
+        let rec = json!({"event": "echild", "pid": 7, "exe": "/tmp/demo", "signal": "SIGCHLD",
+            "via": "waitpid", "old": "SIG_IGN", "action": "logged",
+            "cause": {"event": "ignore", "pid": 7, "via": "sigaction", "signal": "SIGCHLD",
+                      "time": "T", "python": [{"file": "/srv/a.py", "line": 3, "function": "f"}], "native": null}});
+        let text = render(&rec);
+        assert!(text.contains("waitpid() failed with ECHILD because SIGCHLD is SIG_IGN [logged]"));
+        assert!(
+            text.contains("cause: SIGCHLD ignored via sigaction() in pid 7 at T, /srv/a.py:3 in f")
+        );
+    }
+}

@@ -1,0 +1,416 @@
+//! The test harness: the library under test (built once per test binary), a fresh folder per
+//! test, C fixtures compiled with `gcc -g` into it, and `sigaudit` runs under a time-out that on
+//! any failed expectation show the command, its status, stdout and stderr.
+#![allow(dead_code)]
+
+use std::fmt;
+use std::io::{BufRead, BufReader, Read};
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::Once;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// How long any one child may run before it is killed and the test fails.
+pub const TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The workspace root.
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("cli/ is inside the workspace")
+        .to_path_buf()
+}
+
+pub fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .map(|p| if p.is_absolute() { p } else { root().join(p) })
+        .unwrap_or_else(|| root().join("target"))
+}
+
+/// The command under test.
+pub fn sigaudit() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_sigaudit"))
+}
+
+/// The library under test: `SIGAUDIT_TEST_LIB` if set, else this checkout's debug build, made
+/// (once per test binary) with `cargo build --lib`, because cargo does not build a cdylib-only
+/// package for another package's tests.
+pub fn lib() -> PathBuf {
+    if let Some(p) = std::env::var_os("SIGAUDIT_TEST_LIB") {
+        let p = PathBuf::from(p);
+        assert!(
+            p.exists(),
+            "SIGAUDIT_TEST_LIB={} does not exist",
+            p.display()
+        );
+        return p;
+    }
+    static BUILD: Once = Once::new();
+    BUILD.call_once(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .args(["build", "--quiet", "--lib", "-p", "sigaudit"])
+            .current_dir(root())
+            .status()
+            .expect("run cargo build for the library");
+        assert!(status.success(), "cargo build --lib -p sigaudit failed");
+    });
+    let p = target_dir().join("debug").join("libsigaudit.so");
+    assert!(
+        p.exists(),
+        "{} is missing: run `cargo build` in {}, or point SIGAUDIT_TEST_LIB at a built libsigaudit.so",
+        p.display(),
+        root().display()
+    );
+    p
+}
+
+/// A fresh folder for one test under target/sigaudit-cli-tests/NAME (emptied first, kept after
+/// so that a failure can be looked at).
+pub struct Dir {
+    pub path: PathBuf,
+}
+
+impl Dir {
+    pub fn new(name: &str) -> Dir {
+        let path = target_dir().join("sigaudit-cli-tests").join(name);
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).expect("create test folder");
+        Dir { path }
+    }
+
+    pub fn join(&self, name: &str) -> PathBuf {
+        self.path.join(name)
+    }
+
+    pub fn write(&self, name: &str, contents: &str) -> PathBuf {
+        let p = self.join(name);
+        std::fs::write(&p, contents).expect("write test file");
+        p
+    }
+
+    /// Copies fixture `name` into this folder, keeping its mode.
+    pub fn copy_fixture(&self, name: &str) -> PathBuf {
+        let p = self.join(name);
+        std::fs::copy(fixture(name), &p).expect("copy fixture");
+        p
+    }
+
+    /// Compiles fixture `source` (in cli/tests/fixtures) into `out` here with `gcc -g -O0`.
+    pub fn cc(&self, out: &str, source: &str, args: &[&str]) -> PathBuf {
+        let target = self.join(out);
+        let mut cmd = Command::new("gcc");
+        cmd.args(["-g", "-O0", "-Wall", "-o"])
+            .arg(&target)
+            .arg(fixture(source))
+            .args(args);
+        let run = run_with_timeout(&mut cmd);
+        assert!(run.status.success(), "compiling failed\n{run}");
+        target
+    }
+
+    /// `sigaudit ARGS...` run in this folder, with the library under test and none of the
+    /// caller's SIGAUDIT_ or LD_PRELOAD variables.
+    pub fn sigaudit(&self) -> Cmd {
+        let mut cmd = self.plain(sigaudit());
+        cmd.command.env("SIGAUDIT_LIB", lib());
+        cmd
+    }
+
+    /// `program` run in this folder with a clean SIGAUDIT_/LD_PRELOAD environment.
+    pub fn plain(&self, program: impl AsRef<std::ffi::OsStr>) -> Cmd {
+        let mut command = Command::new(program);
+        command.current_dir(&self.path);
+        for (k, _) in std::env::vars_os() {
+            if k.to_string_lossy().starts_with("SIGAUDIT_") {
+                command.env_remove(k);
+            }
+        }
+        command.env_remove("LD_PRELOAD");
+        Cmd { command }
+    }
+}
+
+pub fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests")
+        .join("fixtures")
+        .join(name)
+}
+
+/// The 1-based line of `fixture` that holds `marker`.
+pub fn line_of(fixture_name: &str, marker: &str) -> usize {
+    let text = std::fs::read_to_string(fixture(fixture_name)).expect("read fixture");
+    text.lines()
+        .position(|l| l.contains(marker))
+        .unwrap_or_else(|| panic!("no {marker} in {fixture_name}"))
+        + 1
+}
+
+pub struct Cmd {
+    pub command: Command,
+}
+
+impl Cmd {
+    pub fn arg(mut self, a: impl AsRef<std::ffi::OsStr>) -> Self {
+        self.command.arg(a);
+        self
+    }
+    pub fn args<I: IntoIterator<Item = S>, S: AsRef<std::ffi::OsStr>>(mut self, a: I) -> Self {
+        self.command.args(a);
+        self
+    }
+    pub fn env(mut self, k: &str, v: impl AsRef<std::ffi::OsStr>) -> Self {
+        self.command.env(k, v);
+        self
+    }
+    pub fn env_remove(mut self, k: &str) -> Self {
+        self.command.env_remove(k);
+        self
+    }
+    pub fn run(mut self) -> Run {
+        run_with_timeout(&mut self.command)
+    }
+    /// Runs with `input` on stdin.
+    pub fn run_with_input(mut self, input: &[u8]) -> Run {
+        let command = format!("{:?}", self.command);
+        let mut child = self
+            .command
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {command}: {e}"));
+        let mut stdin = child.stdin.take().expect("piped stdin");
+        let input = input.to_vec();
+        let writer = std::thread::spawn(move || {
+            use std::io::Write;
+            let _ = stdin.write_all(&input);
+        });
+        let run = finish(child, command);
+        let _ = writer.join();
+        run
+    }
+    /// Starts it with stdout read line by line as it comes (see [`Running`]).
+    pub fn start(mut self) -> Running {
+        self.command.stdin(Stdio::null());
+        self.start_with_stdin()
+    }
+    /// [`Cmd::start`] with the stdin already set on the command.
+    pub fn start_with_stdin(mut self) -> Running {
+        let command = format!("{:?}", self.command);
+        let mut child = self
+            .command
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {command}: {e}"));
+        let out = child.stdout.take().expect("piped stdout");
+        let (tx, lines) = mpsc::channel();
+        let reader = std::thread::spawn(move || {
+            let mut all = String::new();
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                all.push_str(&line);
+                all.push('\n');
+                let _ = tx.send(line);
+            }
+            all
+        });
+        Running {
+            child,
+            command,
+            lines,
+            reader,
+        }
+    }
+}
+
+/// A child whose stdout lines can be awaited while it runs.
+pub struct Running {
+    pub child: Child,
+    command: String,
+    lines: mpsc::Receiver<String>,
+    reader: std::thread::JoinHandle<String>,
+}
+
+impl Running {
+    /// Waits (up to the time-out) for a stdout line equal to `want`.
+    pub fn wait_for_line(&self, want: &str) {
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) if line == want => return,
+                Ok(_) => {}
+                Err(_) => panic!("no line {want:?} from {}", self.command),
+            }
+        }
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// Waits for the end; stdout holds every line, also those already seen.
+    pub fn finish(mut self) -> Run {
+        let mut err = self.child.stderr.take().expect("piped stderr");
+        let err_reader = std::thread::spawn(move || {
+            let mut s = Vec::new();
+            let _ = err.read_to_end(&mut s);
+            s
+        });
+        let status = wait_with_timeout(&mut self.child, &self.command);
+        let stdout = self.reader.join().unwrap_or_default();
+        let stderr = String::from_utf8_lossy(&err_reader.join().unwrap_or_default()).into_owned();
+        Run {
+            command: self.command,
+            status,
+            stdout,
+            stderr,
+        }
+    }
+}
+
+/// What a finished child did.
+pub struct Run {
+    pub command: String,
+    pub status: ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl fmt::Display for Run {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(
+            f,
+            "command: {}\nstatus: {:?}\n--- stdout ---\n{}\n--- stderr ---\n{}\n---",
+            self.command, self.status, self.stdout, self.stderr
+        )
+    }
+}
+
+impl Run {
+    /// Panics, showing everything, unless the exit code is `code`.
+    pub fn code(self, code: i32) -> Self {
+        assert_eq!(
+            self.status.code(),
+            Some(code),
+            "unexpected exit status\n{self}"
+        );
+        self
+    }
+    /// Panics, showing everything, unless stderr contains `needle`.
+    pub fn stderr_has(self, needle: &str) -> Self {
+        assert!(
+            self.stderr.contains(needle),
+            "stderr lacks {needle:?}\n{self}"
+        );
+        self
+    }
+    pub fn stderr_lacks(self, needle: &str) -> Self {
+        assert!(
+            !self.stderr.contains(needle),
+            "stderr has {needle:?}\n{self}"
+        );
+        self
+    }
+    pub fn stdout_has(self, needle: &str) -> Self {
+        assert!(
+            self.stdout.contains(needle),
+            "stdout lacks {needle:?}\n{self}"
+        );
+        self
+    }
+    /// `key=value` from stdout.
+    pub fn field(&self, key: &str) -> String {
+        self.stdout
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix(key).and_then(|r| r.strip_prefix('=')))
+            .unwrap_or_else(|| panic!("no {key}= in stdout\n{self}"))
+            .to_string()
+    }
+    pub fn signal(&self) -> Option<i32> {
+        self.status.signal()
+    }
+    /// The summary: stderr from the line that starts it.
+    pub fn summary(&self) -> &str {
+        let start = self
+            .stderr
+            .find("sigaudit: clean run")
+            .or_else(|| {
+                self.stderr
+                    .match_indices("sigaudit: ")
+                    .map(|(i, _)| i)
+                    .find(|&i| {
+                        self.stderr[i..]
+                            .lines()
+                            .next()
+                            .is_some_and(|l| l.contains(" reported "))
+                    })
+            })
+            .unwrap_or_else(|| panic!("no summary\n{self}"));
+        &self.stderr[start..]
+    }
+}
+
+/// Runs `cmd` to completion, killing it (and failing) after [`TIMEOUT`].
+pub fn run_with_timeout(cmd: &mut Command) -> Run {
+    let command = format!("{cmd:?}");
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {command}: {e}"));
+    finish(child, command)
+}
+
+fn finish(mut child: Child, command: String) -> Run {
+    let mut out = child.stdout.take().expect("piped stdout");
+    let mut err = child.stderr.take().expect("piped stderr");
+    let out_reader = std::thread::spawn(move || {
+        let mut s = Vec::new();
+        let _ = out.read_to_end(&mut s);
+        s
+    });
+    let err_reader = std::thread::spawn(move || {
+        let mut s = Vec::new();
+        let _ = err.read_to_end(&mut s);
+        s
+    });
+    let status = wait_with_timeout(&mut child, &command);
+    let stdout = String::from_utf8_lossy(&out_reader.join().unwrap_or_default()).into_owned();
+    let stderr = String::from_utf8_lossy(&err_reader.join().unwrap_or_default()).into_owned();
+    Run {
+        command,
+        status,
+        stdout,
+        stderr,
+    }
+}
+
+fn wait_with_timeout(child: &mut Child, command: &str) -> ExitStatus {
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().expect("wait for child") {
+            return status;
+        }
+        if start.elapsed() > TIMEOUT {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("timed out after {TIMEOUT:?}: {command}");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// The JSON records among `text`'s lines; any line starting with `{` must parse.
+pub fn records(text: &str) -> Vec<serde_json::Value> {
+    text.lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad JSON ({e}): {l}")))
+        .collect()
+}

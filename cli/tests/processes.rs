@@ -1,0 +1,69 @@
+//! Process trees: events from children and grandchildren are collected, and the summary names
+//! the right pid and program; Python code is blamed by file and line.
+
+mod common;
+use common::*;
+
+#[test]
+fn a_shell_script_whose_child_ignores_sigchld() {
+    let d = Dir::new("shell_tree");
+    d.cc("ignorer", "ignorer.c", &[]);
+    d.copy_fixture("spawn.sh");
+    let run = d.sigaudit().arg("./spawn.sh").run().code(0);
+    let shell = run.field("shell");
+    let child = run.field("pid");
+    assert_ne!(shell, child);
+    let summary = run.summary().to_string();
+    assert!(
+        summary.starts_with("sigaudit: 2 processes reported 3 events:\n"),
+        "{run}"
+    );
+    // The child that ignored SIGCHLD is named, not the shell that started it.
+    assert!(
+        summary.contains(&format!(
+            "  pid {child} ignorer: SIGCHLD ignored via signal() [logged]\n"
+        )),
+        "{run}"
+    );
+    assert!(!summary.contains(&format!("pid {shell} ")), "{run}");
+    // Its own child (a grandchild of the command) inherited the ignore across execve.
+    assert!(
+        summary.contains(&format!("inherited from pid {child} (ignorer)")),
+        "{run}"
+    );
+}
+
+#[test]
+fn python_code_is_blamed_by_file_and_line() {
+    let d = Dir::new("python");
+    let app = d.copy_fixture("app.py");
+    let line = line_of("app.py", "ignore-here");
+    let run = d.sigaudit().arg("python3").arg(&app).run().code(0);
+    // The bug itself: the failed child's status is lost.
+    assert_eq!(run.field("status"), "0", "{run}");
+    let summary = run.summary();
+    assert!(summary.contains(" python3"), "{run}");
+    assert!(
+        summary.contains("SIGCHLD ignored via sigaction() [logged]"),
+        "{run}"
+    );
+    assert!(
+        summary.contains(&format!("where: {}:{line} in setup", app.display())),
+        "{run}"
+    );
+    assert!(
+        summary.contains("cause: SIGCHLD ignored via sigaction() in pid "),
+        "{run}"
+    );
+
+    // Vetoed, subprocess sees the real status.
+    let run = d
+        .sigaudit()
+        .arg("--veto")
+        .arg("python3")
+        .arg(&app)
+        .run()
+        .code(0);
+    assert_eq!(run.field("status"), "1", "{run}");
+    run.stderr_has("[vetoed]");
+}

@@ -1,0 +1,55 @@
+//! scripts/install and scripts/sigaudit, run from another folder. One test, since both need the
+//! release build (the first run of either makes it).
+
+mod common;
+use common::*;
+
+#[test]
+fn install_then_run_from_anywhere() {
+    let d = Dir::new("scripts");
+    let install = root().join("scripts").join("install");
+    let run = d.plain(&install).arg("--help").run().code(0);
+    assert!(run.stdout.contains("--prefix"), "{run}");
+    d.plain(&install)
+        .arg("--bogus")
+        .run()
+        .code(2)
+        .stderr_has("--bogus");
+
+    // A relative prefix is taken from the current folder.
+    let run = d
+        .plain(&install)
+        .args(["--prefix", "staging"])
+        .run()
+        .code(0);
+    let prefix = d.join("staging");
+    run.stdout_has(&format!("installed {}/bin/sigaudit", prefix.display()))
+        .stdout_has(&format!(
+            "installed {}/lib/sigaudit/libsigaudit.so",
+            prefix.display()
+        ));
+
+    // The two installed files are all it takes.
+    d.cc("ignorer", "ignorer.c", &[]);
+    let run = d
+        .plain(prefix.join("bin/sigaudit"))
+        .args(["--veto", "./ignorer"])
+        .run()
+        .code(0);
+    assert_eq!(run.field("wait"), "ok", "{run}");
+    run.stderr_has("ignorer: SIGCHLD ignored via signal() [vetoed]");
+
+    // scripts/sigaudit finds the checkout from anywhere, and builds nothing when up to date
+    // (the first run may build: the sources of a working tree can have changed since install).
+    let script = root().join("scripts").join("sigaudit");
+    d.plain(&script).args(["--", "true"]).run().code(0);
+    let run = d
+        .plain(&script)
+        .args(["--", "sh", "-c", "exit 3"])
+        .run()
+        .code(3);
+    assert_eq!(
+        run.stderr,
+        "sigaudit: clean run: no process ignored a watched signal (CHLD)\n"
+    );
+}
