@@ -358,3 +358,119 @@ mod tests {
         );
     }
 }
+
+/// A small deterministic generator of hostile inputs for the property tests of the pure parsers
+/// and formatters (no extra dependency: a xorshift and a few token lists go a long way).
+#[cfg(test)]
+pub(crate) mod fuzz {
+    pub struct Rng(u64);
+
+    impl Rng {
+        pub fn new(seed: u64) -> Self {
+            Rng(seed | 1)
+        }
+        pub fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+        pub fn below(&mut self, n: usize) -> usize {
+            (self.next() % n.max(1) as u64) as usize
+        }
+        /// Bytes built from `tokens` and random bytes, sometimes empty, sometimes long.
+        pub fn bytes(&mut self, tokens: &[&[u8]]) -> Vec<u8> {
+            let len = match self.below(20) {
+                0 => 0,
+                1 => 200 + self.below(3000),
+                _ => self.below(12),
+            };
+            let mut v = Vec::new();
+            for _ in 0..len {
+                match self.below(4) {
+                    0 => v.push(self.next() as u8),
+                    1 => {
+                        v.extend_from_slice("é€😀".as_bytes().get(..self.below(10)).unwrap_or(b""))
+                    }
+                    _ => v.extend_from_slice(tokens[self.below(tokens.len())]),
+                }
+            }
+            v
+        }
+    }
+}
+
+#[cfg(test)]
+mod properties {
+    use super::fuzz::Rng;
+    use super::*;
+
+    const TOKENS: &[&[u8]] = &[
+        b"\"",
+        b"\\",
+        b"\n",
+        b"\x00",
+        b"\x7f",
+        b"\xc3",
+        b"\xe2\x82",
+        b"\xf0\x9f\x98",
+        b"\xed\xa0\x80",
+        b"\xc0\xaf",
+        b"a",
+        b"u00",
+        b"\x1b[31m",
+    ];
+
+    #[test]
+    fn json_strings_are_valid_json_for_any_bytes_and_any_room() {
+        let mut rng = Rng::new(0x5eed_0001);
+        for _ in 0..20_000 {
+            let input = rng.bytes(TOKENS);
+            let mut mem = vec![0u8; rng.below(input.len() * 7 + 8)];
+            let mut b = Buf::new(&mut mem);
+            b.json_str(&input);
+            assert!(b.len() <= b.bytes.len());
+            if b.overflowed() {
+                continue;
+            }
+            let out = b.as_bytes();
+            let decoded: String = serde_json::from_slice(out).unwrap_or_else(|e| {
+                panic!("{e}: {:?} -> {:?}", input, String::from_utf8_lossy(out))
+            });
+            // Valid UTF-8 comes back as it was.
+            if let Ok(s) = std::str::from_utf8(&input) {
+                assert_eq!(decoded, s);
+            }
+        }
+    }
+
+    #[test]
+    fn text_is_valid_utf8_for_any_bytes() {
+        let mut rng = Rng::new(0x5eed_0002);
+        for _ in 0..20_000 {
+            let input = rng.bytes(TOKENS);
+            let mut mem = vec![0u8; input.len() * 4 + 4];
+            let mut b = Buf::new(&mut mem);
+            b.text(&input);
+            assert!(!b.overflowed());
+            let out = std::str::from_utf8(b.as_bytes()).expect("valid UTF-8");
+            assert!(!out.contains('\n') && !out.contains('\x1b'), "{out:?}");
+        }
+    }
+
+    #[test]
+    fn numbers_and_times_never_panic_and_never_overrun() {
+        let mut rng = Rng::new(0x5eed_0003);
+        for _ in 0..20_000 {
+            let mut mem = vec![0u8; rng.below(40)];
+            let mut b = Buf::new(&mut mem);
+            let v = rng.next();
+            b.dec(v)
+                .int(v as i64)
+                .hex(v)
+                .dec_pad(v % 1000, rng.below(30));
+            b.iso_time(v as i64 >> rng.below(64), (v % 2_000_000) as u32);
+            assert!(b.len() <= b.bytes.len());
+        }
+    }
+}

@@ -87,6 +87,12 @@ impl Problems {
             dropped: 0,
         }
     }
+    fn push_problem(&mut self, p: Problem) {
+        match self.items.iter_mut().find(|i| i.is_none()) {
+            Some(slot) => *slot = Some(p),
+            None => self.dropped += 1,
+        }
+    }
     fn push(&mut self, var: &'static str, value: &[u8], reason: &'static str, used: &'static str) {
         let mut p = Problem {
             var,
@@ -99,10 +105,7 @@ impl Problems {
         if let (Some(dst), Some(src)) = (p.value.get_mut(..p.value_len), value.get(..p.value_len)) {
             dst.copy_from_slice(src);
         }
-        match self.items.iter_mut().find(|i| i.is_none()) {
-            Some(slot) => *slot = Some(p),
-            None => self.dropped += 1,
-        }
+        self.push_problem(p);
     }
     pub fn iter(&self) -> impl Iterator<Item = &Problem> {
         self.items.iter().flatten()
@@ -235,6 +238,9 @@ impl Config {
     fn parse_watch(&mut self, v: &[u8], problems: &mut Problems) {
         let mut watch = SigSet::default();
         let mut any = SigSet::default();
+        // Bad items are reported only when the list still names a signal; when nothing is left,
+        // one diagnostic says so for the whole value.
+        let mut bad = Problems::new();
         for item in v.split(|&b| b == b',') {
             let item = item.trim_ascii();
             if item.is_empty() {
@@ -244,7 +250,7 @@ impl Config {
                 Some(colon) => {
                     let suffix = item.get(colon + 1..).unwrap_or(&[]);
                     if !suffix.eq_ignore_ascii_case(b"any") {
-                        problems.push(
+                        bad.push(
                             WATCH,
                             item,
                             "has a suffix other than :any",
@@ -257,19 +263,19 @@ impl Config {
                 None => (item, false),
             };
             match signals::parse(name) {
-                None => problems.push(
+                None => bad.push(
                     WATCH,
                     item,
                     "is not a signal name or number (1-64)",
                     "the list without this item",
                 ),
-                Some(libc::SIGKILL | libc::SIGSTOP) => problems.push(
+                Some(libc::SIGKILL | libc::SIGSTOP) => bad.push(
                     WATCH,
                     item,
                     "can never be ignored or caught",
                     "the list without this item",
                 ),
-                Some(32 | 33) => problems.push(
+                Some(32 | 33) => bad.push(
                     WATCH,
                     item,
                     "is reserved by glibc and cannot be changed by programs",
@@ -286,6 +292,10 @@ impl Config {
         if watch.is_empty() {
             problems.push(WATCH, v, "names no signal that can be watched", "CHLD");
         } else {
+            for p in bad.iter() {
+                problems.push_problem(*p);
+            }
+            problems.dropped += bad.dropped;
             self.watch = watch;
             self.watch_any = any;
         }
@@ -475,6 +485,61 @@ mod tests {
         let (c, said) = parse(&[(OUTPUT, &huge), (WATCH, binary), (MODE, binary)], false);
         assert_eq!(c.output_path(), None);
         assert_eq!(c.watch.iter().collect::<Vec<_>>(), vec![libc::SIGCHLD]);
-        assert_eq!(said.len(), 4);
+        // One diagnostic per variable.
+        assert_eq!(said.len(), 3, "{said:?}");
+    }
+
+    /// Any bytes in any variable, set or not, secure or not: no panic, and a configuration that
+    /// holds together, with one problem per bad variable (at most), each naming it.
+    #[test]
+    fn any_values_give_a_sane_config() {
+        use crate::buf::fuzz::Rng;
+        const TOKENS: &[&[u8]] = &[
+            b"CHLD", b"chld", b"SIG", b"PIPE", b":any", b":ANY", b":", b",", b" ", b"\t", b"9",
+            b"19", b"32", b"33", b"64", b"65", b"RTMIN+", b"RTMAX-", b"KILL", b"log", b"veto",
+            b"abort", b"json", b"text", b"stderr", b"/", b"%p", b"%%", b"\x00", b"\xff",
+        ];
+        let names = [MODE, WATCH, OUTPUT, FORMAT, LOG];
+        let mut rng = Rng::new(0x5eed_0201);
+        for _ in 0..20_000 {
+            let values: Vec<Option<Vec<u8>>> = names
+                .iter()
+                .map(|_| (rng.below(3) > 0).then(|| rng.bytes(TOKENS)))
+                .collect();
+            let secure = rng.below(4) == 0;
+            let mut problems = Problems::new();
+            let c = Config::parse(
+                |n| {
+                    let i = names.iter().position(|v| *v == n)?;
+                    values[i].as_deref()
+                },
+                secure,
+                &mut problems,
+            );
+            let watched: Vec<i32> = c.watch.iter().collect();
+            assert!(!watched.is_empty());
+            for s in &watched {
+                assert!((1..=64).contains(s) && ![9, 19, 32, 33].contains(s), "{s}");
+            }
+            assert_eq!(c.watch_any.0 & !c.watch.0, 0);
+            if let Some(p) = c.output_path() {
+                assert!(!p.is_empty() && p.len() <= PATH_CAP && !p.contains(&0));
+                assert!(!secure);
+            }
+            if secure {
+                assert_eq!(c.mode, Mode::Log);
+            }
+            // More than fit are counted (and said so), never lost silently.
+            assert!(problems.dropped == 0 || problems.iter().count() == 8);
+            for name in names {
+                let n = problems.iter().filter(|p| p.var == name).count();
+                // WATCH may name several bad items; the others have one value, one problem.
+                assert!(name == WATCH || n <= 1, "{name}: {n}");
+            }
+            for p in problems.iter() {
+                assert!(p.value().len() <= 64);
+                assert!(!p.reason.is_empty() && !p.used.is_empty());
+            }
+        }
     }
 }

@@ -16,12 +16,15 @@ fn start() {
     if STARTED.swap(true, Ordering::Relaxed) {
         return;
     }
-    let filter = config::getenv_bytes(config::LOG)
-        .map(String::from_utf8_lossy)
-        .unwrap_or("warn".into());
+    let raw = config::getenv_bytes(config::LOG);
+    let level = raw.and_then(|v| {
+        LEVELS
+            .into_iter()
+            .find(|l| l.as_bytes().eq_ignore_ascii_case(v.trim_ascii()))
+    });
     let pid = std::process::id();
     let _ = env_logger::Builder::new()
-        .parse_filters(&filter)
+        .parse_filters(level.unwrap_or("warn"))
         .target(env_logger::Target::Stderr)
         .format(move |out, record| {
             writeln!(
@@ -32,7 +35,20 @@ fn start() {
             )
         })
         .try_init();
+    if let (Some(v), None) = (raw, level) {
+        let shown = v.get(..64).unwrap_or(v);
+        log::warn!(
+            "{}={:?}{} is not off, error, warn, info, debug or trace; using warn",
+            config::LOG,
+            String::from_utf8_lossy(shown),
+            if shown.len() < v.len() { "..." } else { "" }
+        );
+    }
 }
+
+/// What `SIGAUDIT_LOG` takes: a level (env_logger's richer filter syntax is not needed for one
+/// crate, and a typo in it would be taken silently as a module name).
+const LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
 
 pub fn error(args: Arguments) {
     start();

@@ -7,6 +7,7 @@ use crate::diag;
 use crate::guard;
 use crate::python;
 use crate::real::{self, Need};
+use crate::report;
 use crate::unwind;
 
 /// Runs when the dynamic loader initialises this library: after the libraries it depends on,
@@ -18,6 +19,7 @@ static CONSTRUCTOR: extern "C" fn() = constructor;
 
 extern "C" fn constructor() {
     guard::set_owner_pid();
+    report::note_stderr();
     let mut problems = Problems::new();
     let mut cfg = config::from_process_env(&mut problems);
     anchor_relative_output(&mut cfg);

@@ -14,7 +14,7 @@ use crate::python::{PyFrame, PyStack};
 use crate::signals;
 use crate::unwind::{self, Backtrace, FileSymbols};
 use libc::c_int;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
@@ -138,6 +138,7 @@ pub fn render(config: &Config, ev: &Event, s: &mut Text) -> (usize, usize) {
         files: FileSymbols::new(),
     };
     let mut frames = ev.backtrace.len;
+    let limit = record_limit(config);
     let len = loop {
         let mut b = Buf::new(&mut s.out);
         if json {
@@ -145,10 +146,14 @@ pub fn render(config: &Config, ev: &Event, s: &mut Text) -> (usize, usize) {
         } else {
             write_text(&mut b, ev, &ctx, &mut namer, frames);
         }
-        if !b.overflowed() || frames == 0 {
+        if (!b.overflowed() && b.len() <= limit) || frames == 0 {
             break b.len();
         }
-        frames /= 2;
+        // Fewer frames: half when the buffer overflowed, else about what fits in the limit.
+        frames = match b.overflowed() {
+            true => frames / 2,
+            false => (frames * limit / b.len()).min(frames - 1),
+        };
     };
     let mut c = Buf::new(&mut s.cause);
     if matches!(ev.kind, Kind::Ignore | Kind::Inherited) {
@@ -156,6 +161,26 @@ pub fn render(config: &Config, ev: &Event, s: &mut Text) -> (usize, usize) {
     }
     let cause_len = if c.overflowed() { 0 } else { c.len() };
     (len, cause_len)
+}
+
+/// The longest record the sink takes in one piece. A write longer than `PIPE_BUF` to a pipe or
+/// socket can interleave with other processes' writes to it (a parent and its children sharing
+/// stderr), which tears both records; so for such a stderr records are cut, frames first, to fit.
+/// A regular file opened with `O_APPEND` takes any record whole.
+fn record_limit(config: &Config) -> usize {
+    if config.output_path().is_some() {
+        return OUT_CAP;
+    }
+    // SAFETY: fstat writes only into `st`; a closed stderr just fails.
+    let mut st = unsafe { std::mem::zeroed::<libc::stat>() };
+    // SAFETY: as above.
+    if unsafe { libc::fstat(2, &mut st) } != 0 {
+        return OUT_CAP;
+    }
+    match st.st_mode & libc::S_IFMT {
+        libc::S_IFIFO | libc::S_IFSOCK => libc::PIPE_BUF,
+        _ => OUT_CAP,
+    }
 }
 
 /// Names native frames: module and offset always, a function name from `.dynsym` in memory or
@@ -580,31 +605,81 @@ static OPEN_FAILED_SAID: AtomicBool = AtomicBool::new(false);
 /// Events are rare; an `open` and a `close` each are cheap next to capturing a stack.
 pub fn emit(config: &Config, record: &[u8]) {
     let Some(template) = config.output_path() else {
-        write_all(2, record);
+        to_stderr(record);
         return;
     };
     // SAFETY: no preconditions.
     let pid = unsafe { libc::getpid() };
-    match open_output(template, pid) {
+    let failed = match open_output(template, pid) {
         Ok(fd) => {
-            write_all(fd, record);
+            let written = write_all(fd, record);
             // SAFETY: our own descriptor, opened above.
             unsafe { libc::close(fd) };
+            written.err().map(|e| ("cannot write to", e))
         }
-        Err(errno) => {
-            if !OPEN_FAILED_SAID.swap(true, Ordering::Relaxed) {
-                let mut mem = [0u8; 1400];
-                let mut b = Buf::new(&mut mem);
-                b.str("sigaudit: pid ")
-                    .int(pid as i64)
-                    .str(": cannot open SIGAUDIT_OUTPUT ");
-                b.text(template).str(": ").str(errno_name(errno));
-                b.str("; reporting on stderr instead\n");
-                write_all(2, b.as_bytes());
-            }
-            write_all(2, record);
+        Err(errno) => Some(("cannot open", errno)),
+    };
+    // A file that cannot be opened or written (a missing folder, a full disk): say so, once,
+    // and report on stderr instead, so that no event is lost without a word.
+    if let Some((what, errno)) = failed {
+        if !OPEN_FAILED_SAID.swap(true, Ordering::Relaxed) {
+            let mut mem = [0u8; 1400];
+            let mut b = Buf::new(&mut mem);
+            b.str("sigaudit: pid ").int(pid as i64).str(": ").str(what);
+            b.str(" SIGAUDIT_OUTPUT ").text(template).str(": ");
+            b.str(errno_name(errno))
+                .str("; reporting on stderr instead\n");
+            to_stderr(b.as_bytes());
+        }
+        to_stderr(record);
+    }
+}
+
+/// stderr as it was when the library loaded: 0 not looked at (a hook before our constructor),
+/// [`STDERR_CLOSED`], or its [`file_id`].
+static STDERR_AT_LOAD: AtomicU64 = AtomicU64::new(0);
+const STDERR_CLOSED: u64 = u64::MAX;
+
+/// Notes what stderr is. Constructor only.
+pub fn note_stderr() {
+    STDERR_AT_LOAD.store(file_id(2).unwrap_or(STDERR_CLOSED), Ordering::Relaxed);
+}
+
+/// Writes to stderr, unless descriptor 2 is no longer the program's stderr. A program started
+/// with stderr closed, or one that closed it, gets descriptor 2 for the next file it opens: its
+/// data, which an event must never be written into. So: nothing when stderr was closed at load;
+/// and when descriptor 2 is another file than at load, only if it is not a regular file or is
+/// one opened for appending (a log the program sent its stderr to), not a file opened for writing.
+fn to_stderr(bytes: &[u8]) {
+    let at_load = STDERR_AT_LOAD.load(Ordering::Relaxed);
+    if at_load == STDERR_CLOSED {
+        return;
+    }
+    if at_load != 0 && file_id(2) != Some(at_load) {
+        // SAFETY: fstat writes only into `st`; F_GETFL reads the descriptor's flags.
+        let mut st = unsafe { std::mem::zeroed::<libc::stat>() };
+        // SAFETY: as above.
+        let regular =
+            unsafe { libc::fstat(2, &mut st) } == 0 && st.st_mode & libc::S_IFMT == libc::S_IFREG;
+        // SAFETY: as above.
+        let append = unsafe { libc::fcntl(2, libc::F_GETFL) } & libc::O_APPEND != 0;
+        if regular && !append {
+            return;
         }
     }
+    let _ = write_all(2, bytes);
+}
+
+/// A file's identity: its device and inode in one word (never 0 or [`STDERR_CLOSED`] in
+/// practice: no file has device and inode 0, and both are below 2^32).
+fn file_id(fd: c_int) -> Option<u64> {
+    // SAFETY: fstat writes only into `st`.
+    let mut st = unsafe { std::mem::zeroed::<libc::stat>() };
+    // SAFETY: as above; a bad descriptor just fails.
+    if unsafe { libc::fstat(fd, &mut st) } != 0 {
+        return None;
+    }
+    Some(st.st_dev.rotate_left(32) ^ st.st_ino)
 }
 
 /// Opens the output file for `pid`: `%p` becomes the pid, `%%` a `%`. Append-only, close-on-exec,
@@ -632,7 +707,9 @@ fn open_output(template: &[u8], pid: c_int) -> Result<c_int, c_int> {
     if b.overflowed() {
         return Err(libc::ENAMETOOLONG);
     }
+    // O_NONBLOCK: a FIFO with no reader fails (ENXIO) instead of hanging the program.
     let flags = libc::O_WRONLY
+        | libc::O_NONBLOCK
         | libc::O_APPEND
         | libc::O_CREAT
         | libc::O_CLOEXEC
@@ -648,9 +725,8 @@ fn open_output(template: &[u8], pid: c_int) -> Result<c_int, c_int> {
 }
 
 /// Writes all of `bytes`, retrying short writes and interruptions, waiting a bounded time for a
-/// non-blocking descriptor to drain. Gives up silently on any other error: there is nowhere
-/// left to report it.
-pub fn write_all(fd: c_int, mut bytes: &[u8]) {
+/// non-blocking descriptor to drain. Returns the `errno` of a write that failed otherwise.
+pub fn write_all(fd: c_int, mut bytes: &[u8]) -> Result<(), c_int> {
     let mut waits = 0;
     while !bytes.is_empty() {
         // SAFETY: bytes is readable for its length.
@@ -671,9 +747,10 @@ pub fn write_all(fd: c_int, mut bytes: &[u8]) {
                 // SAFETY: one valid pollfd.
                 unsafe { libc::poll(&mut p, 1, 50) };
             }
-            _ => return,
+            e => return Err(e),
         }
     }
+    Ok(())
 }
 
 fn errno_name(e: c_int) -> &'static str {

@@ -278,3 +278,57 @@ mod tests {
         assert_eq!(b.as_bytes(), b"0");
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use crate::buf::fuzz::Rng;
+
+    const TOKENS: &[&[u8]] = &[
+        b"SIG", b"sig", b"RTMIN", b"RTMAX", b"+", b"-", b"CHLD", b"0", b"1", b"9", b"64", b"65",
+        b"99999", b"\xff", b" ", b":any",
+    ];
+
+    #[test]
+    fn parse_never_panics_and_stays_in_range() {
+        let mut rng = Rng::new(0x5eed_0101);
+        for _ in 0..50_000 {
+            let input = rng.bytes(TOKENS);
+            if let Some(n) = parse(&input) {
+                assert!((1..=MAX_SIGNAL).contains(&n), "{input:?} -> {n}");
+            }
+        }
+    }
+
+    #[test]
+    fn every_name_written_parses_back_and_every_number_is_named() {
+        for signo in -1000..1000 {
+            let mut mem = [0u8; 32];
+            let mut b = Buf::new(&mut mem);
+            write_name(&mut b, signo);
+            assert!(!b.overflowed());
+            let name = b.as_bytes().to_vec();
+            let back = parse(&name);
+            if (1..=MAX_SIGNAL).contains(&signo) {
+                assert_eq!(back, Some(signo), "{}", String::from_utf8_lossy(&name));
+                assert_eq!(parse(signo.to_string().as_bytes()), Some(signo));
+            } else {
+                assert_eq!(back, None);
+            }
+        }
+    }
+
+    #[test]
+    fn flags_are_valid_json_for_any_bits() {
+        let mut rng = Rng::new(0x5eed_0102);
+        for _ in 0..20_000 {
+            let flags = rng.next() as c_int;
+            let mut mem = [0u8; 512];
+            let mut b = Buf::new(&mut mem);
+            write_flags(&mut b, flags, true);
+            assert!(!b.overflowed());
+            let v: Vec<String> = serde_json::from_slice(b.as_bytes()).unwrap();
+            assert!(v.len() <= FLAG_NAMES.len() + 1);
+        }
+    }
+}
