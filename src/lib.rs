@@ -48,6 +48,7 @@ mod python;
 mod real;
 mod report;
 mod signals;
+mod symbols;
 mod unwind;
 
 #[cfg(not(test))]

@@ -12,7 +12,8 @@ use crate::config::{Config, Format};
 use crate::policy::{Action, Disposition};
 use crate::python::{PyFrame, PyStack};
 use crate::signals;
-use crate::unwind::{self, Backtrace, FileSymbols};
+use crate::symbols;
+use crate::unwind::{self, Backtrace};
 use libc::c_int;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
@@ -133,10 +134,7 @@ pub fn render(config: &Config, ev: &Event, s: &mut Text) -> (usize, usize) {
         tid: unsafe { libc::gettid() },
     };
     let json = config.format == Format::Json;
-    let mut namer = Namer {
-        exe: ctx.exe,
-        files: FileSymbols::new(),
-    };
+    let mut namer = Namer { exe: ctx.exe };
     let mut frames = ev.backtrace.len;
     let limit = record_limit(config);
     let len = loop {
@@ -187,17 +185,16 @@ fn record_limit(config: &Config) -> usize {
 /// else from the module file's `.symtab`.
 struct Namer<'a> {
     exe: &'a [u8],
-    files: FileSymbols,
 }
 
 struct Frame<'n> {
     module: &'n [u8],
     offset: usize,
-    symbol: Option<(&'n [u8], usize)>,
+    symbol: Option<(&'static [u8], usize)>,
 }
 
-impl Namer<'_> {
-    fn frame(&mut self, ip: usize) -> Option<Frame<'_>> {
+impl<'a> Namer<'a> {
+    fn frame(&self, ip: usize) -> Option<Frame<'a>> {
         let loc = unwind::locate(ip)?;
         // The loader names the main program with an empty string.
         let module = if loc.module.is_empty() {
@@ -206,18 +203,10 @@ impl Namer<'_> {
             loc.module
         };
         let offset = ip - loc.base;
-        let symbol = match loc.symbol {
-            Some(s) => Some(s),
-            None => self.files.lookup(
-                loc.module.as_ptr() as usize,
-                module,
-                offset.saturating_sub(1),
-            ),
-        };
         Some(Frame {
             module,
             offset,
-            symbol,
+            symbol: symbols::name(loc.map, module, offset.saturating_sub(1)),
         })
     }
 
