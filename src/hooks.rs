@@ -129,7 +129,8 @@ pub unsafe extern "C" fn syscall(
     a5: c_long,
     a6: c_long,
 ) -> c_long {
-    if n != libc::SYS_rt_sigaction || a4 != KERNEL_SIGSET_SIZE {
+    let unwatched = || crate::config::loaded().is_some_and(|c| !c.watches(a1 as c_int));
+    if n != libc::SYS_rt_sigaction || a4 != KERNEL_SIGSET_SIZE || unwatched() {
         // SAFETY: forwarded untouched.
         return unsafe { real::syscall(n, a1, a2, a3, a4, a5, a6) };
     }
