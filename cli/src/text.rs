@@ -92,7 +92,8 @@ pub fn render(rec: &Value) -> String {
             );
         }
     }
-    for (i, f) in array(rec, "backtrace").iter().enumerate() {
+    let frames = array(rec, "backtrace");
+    for (i, f) in frames.iter().enumerate() {
         let _ = writeln!(out, "    #{i:<2} {}", record::native_frame(f));
         for outer in array(f, "inlined_into") {
             let _ = writeln!(
@@ -103,11 +104,31 @@ pub fn render(rec: &Value) -> String {
                 int(outer, "line").unwrap_or(0)
             );
         }
+        // Below CPython's eval loop the native stack is the interpreter's own business, and the
+        // Python stack above says it better; the JSON records keep every frame.
+        let rest = frames.len() - i - 1;
+        if !py.is_empty() && rest > 0 && is_eval_loop(f) {
+            let _ = writeln!(
+                out,
+                "    ... {rest} interpreter frames (all of them with --json)"
+            );
+            return out;
+        }
     }
     if rec.get("backtrace_truncated") == Some(&Value::Bool(true)) {
         out.push_str("    ... more frames cut\n");
     }
     out
+}
+
+/// Whether a native frame is, or is inlined into, CPython's eval loop.
+fn is_eval_loop(f: &Value) -> bool {
+    let eval = |name: &str| name.starts_with("_PyEval_EvalFrame");
+    eval(s(f, "function"))
+        || eval(s(f, "symbol"))
+        || array(f, "inlined_into")
+            .iter()
+            .any(|o| eval(s(o, "function")))
 }
 
 #[cfg(test)]
