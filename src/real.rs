@@ -186,7 +186,10 @@ pub fn query(signo: c_int) -> Option<libc::sigaction> {
 /// Looks a symbol up in the whole process (for optional runtime features such as
 /// `_dl_find_object` or CPython's). Ordinary contexts only.
 pub fn lookup_global(cname: &[u8]) -> *mut c_void {
-    if cname.last() != Some(&0) {
+    let Some((&0, name)) = cname.split_last() else {
+        return std::ptr::null_mut();
+    };
+    if !crate::symbols::maybe_defined(name) {
         return std::ptr::null_mut();
     }
     // SAFETY: `cname` is NUL-terminated (checked above).
