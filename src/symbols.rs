@@ -375,27 +375,28 @@ unsafe fn gnu_hash_may_define(d: &Dynamic, name: &[u8]) -> bool {
         }
         let buckets = t.add(4 + bloom_words * 2);
         let chains = buckets.add(nbuckets);
-        let mut i = *buckets.add(h as usize % nbuckets) as usize;
-        if i < symoffset {
+        let first = *buckets.add(h as usize % nbuckets) as usize;
+        if first < symoffset {
             return false;
         }
-        for _ in 0..MAX_FUNCTIONS {
+        for i in (first..).take(MAX_FUNCTIONS) {
             let chain = *chains.add(i - symoffset);
             if chain | 1 == h | 1 {
                 let sym = (d.symtab + i * SYM_SIZE) as *const u8;
                 let st_name = (sym as *const u32).read_unaligned() as usize;
-                let candidate =
-                    std::slice::from_raw_parts((d.strtab + st_name) as *const u8, name.len() + 1);
-                if candidate.get(..name.len()) == Some(name)
-                    && candidate.get(name.len()) == Some(&0)
-                {
+                // Compared byte by byte up to the candidate's NUL, never read past it.
+                let candidate = (d.strtab + st_name) as *const u8;
+                let same = name
+                    .iter()
+                    .enumerate()
+                    .all(|(k, &c)| *candidate.add(k) == c);
+                if same && *candidate.add(name.len()) == 0 {
                     return true;
                 }
             }
             if chain & 1 == 1 {
                 return false;
             }
-            i += 1;
         }
         false
     }
