@@ -10,76 +10,16 @@ use std::io::Read;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
-use std::sync::Once;
 use std::time::{Duration, Instant};
 
 /// How long any one child may run before it is killed and the test fails.
 pub const TIMEOUT: Duration = Duration::from_secs(60);
 
-pub fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// The library under test: `SIGAUDIT_TEST_LIB` if set, else the debug build in this checkout,
-/// built (once per test binary) by `cargo build --lib` so a plain `cargo test` is enough. cargo
-/// does not build a cdylib-only library for integration tests by itself.
-pub fn lib() -> PathBuf {
-    if let Some(p) = std::env::var_os("SIGAUDIT_TEST_LIB") {
-        let p = PathBuf::from(p);
-        assert!(
-            p.exists(),
-            "SIGAUDIT_TEST_LIB={} does not exist",
-            p.display()
-        );
-        return p;
-    }
-    static BUILD: Once = Once::new();
-    BUILD.call_once(|| {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
-            .args(["build", "--quiet", "--lib", "-p", "sigaudit"])
-            .current_dir(root())
-            .status()
-            .expect("run cargo build for the library");
-        assert!(status.success(), "cargo build --lib failed");
-    });
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root().join("target"));
-    let p = target.join("debug").join("libsigaudit.so");
-    assert!(
-        p.exists(),
-        "{} is missing: run `cargo build` in {}, or point SIGAUDIT_TEST_LIB at a built libsigaudit.so",
-        p.display(),
-        root().display()
-    );
-    p
-}
-
-/// A fresh folder for one test, under target/sigaudit-tests/NAME (emptied first, kept after, so
-/// a failure can be looked at).
-pub struct Dir {
-    pub path: PathBuf,
-}
+mod shared;
+#[allow(unused_imports)] // each test binary uses its own part of the harness
+pub use shared::{Dir, lib, root, target_dir};
 
 impl Dir {
-    pub fn new(name: &str) -> Dir {
-        let path = root().join("target").join("sigaudit-tests").join(name);
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path).expect("create test folder");
-        Dir { path }
-    }
-
-    pub fn join(&self, name: &str) -> PathBuf {
-        self.path.join(name)
-    }
-
-    pub fn write(&self, name: &str, contents: &str) -> PathBuf {
-        let p = self.join(name);
-        std::fs::write(&p, contents).expect("write test file");
-        p
-    }
-
     /// Compiles C `sources` (paths relative to tests/fixtures, or absolute) into `out` in this
     /// folder with gcc, adding `args` (`-shared -fPIC`, `-D...`, `-l...`).
     pub fn cc(&self, out: &str, sources: &[&str], args: &[&str]) -> PathBuf {
@@ -96,15 +36,9 @@ impl Dir {
 
     /// A command for `program`, run in this folder, with nothing preloaded yet.
     pub fn cmd(&self, program: impl AsRef<std::ffi::OsStr>) -> Cmd {
-        let mut command = Command::new(program);
-        command.current_dir(&self.path);
-        for (k, _) in std::env::vars_os() {
-            if k.to_string_lossy().starts_with("SIGAUDIT_") {
-                command.env_remove(k);
-            }
+        Cmd {
+            command: self.command(program),
         }
-        command.env_remove("LD_PRELOAD");
-        Cmd { command }
     }
 }
 

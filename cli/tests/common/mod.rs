@@ -8,90 +8,23 @@ use std::io::{BufRead, BufReader, Read};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::Once;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 /// How long any one child may run before it is killed and the test fails.
 pub const TIMEOUT: Duration = Duration::from_secs(60);
 
-/// The workspace root.
-pub fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("cli/ is inside the workspace")
-        .to_path_buf()
-}
-
-pub fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .map(|p| if p.is_absolute() { p } else { root().join(p) })
-        .unwrap_or_else(|| root().join("target"))
-}
+#[path = "../../../tests/common/shared.rs"]
+mod shared;
+#[allow(unused_imports)] // each test binary uses its own part of the harness
+pub use shared::{Dir, lib, root, target_dir};
 
 /// The command under test.
 pub fn sigaudit() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_sigaudit"))
 }
 
-/// The library under test: `SIGAUDIT_TEST_LIB` if set, else this checkout's debug build, made
-/// (once per test binary) with `cargo build --lib`, because cargo does not build a cdylib-only
-/// package for another package's tests.
-pub fn lib() -> PathBuf {
-    if let Some(p) = std::env::var_os("SIGAUDIT_TEST_LIB") {
-        let p = PathBuf::from(p);
-        assert!(
-            p.exists(),
-            "SIGAUDIT_TEST_LIB={} does not exist",
-            p.display()
-        );
-        return p;
-    }
-    static BUILD: Once = Once::new();
-    BUILD.call_once(|| {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
-            .args(["build", "--quiet", "--lib", "-p", "sigaudit"])
-            .current_dir(root())
-            .status()
-            .expect("run cargo build for the library");
-        assert!(status.success(), "cargo build --lib -p sigaudit failed");
-    });
-    let p = target_dir().join("debug").join("libsigaudit.so");
-    assert!(
-        p.exists(),
-        "{} is missing: run `cargo build` in {}, or point SIGAUDIT_TEST_LIB at a built libsigaudit.so",
-        p.display(),
-        root().display()
-    );
-    p
-}
-
-/// A fresh folder for one test under target/sigaudit-cli-tests/NAME (emptied first, kept after
-/// so that a failure can be looked at).
-pub struct Dir {
-    pub path: PathBuf,
-}
-
 impl Dir {
-    pub fn new(name: &str) -> Dir {
-        let path = target_dir().join("sigaudit-cli-tests").join(name);
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path).expect("create test folder");
-        Dir { path }
-    }
-
-    pub fn join(&self, name: &str) -> PathBuf {
-        self.path.join(name)
-    }
-
-    pub fn write(&self, name: &str, contents: &str) -> PathBuf {
-        let p = self.join(name);
-        std::fs::write(&p, contents).expect("write test file");
-        p
-    }
-
     /// Copies fixture `name` into this folder, keeping its mode.
     pub fn copy_fixture(&self, name: &str) -> PathBuf {
         let p = self.join(name);
@@ -122,15 +55,9 @@ impl Dir {
 
     /// `program` run in this folder with a clean SIGAUDIT_/LD_PRELOAD environment.
     pub fn plain(&self, program: impl AsRef<std::ffi::OsStr>) -> Cmd {
-        let mut command = Command::new(program);
-        command.current_dir(&self.path);
-        for (k, _) in std::env::vars_os() {
-            if k.to_string_lossy().starts_with("SIGAUDIT_") {
-                command.env_remove(k);
-            }
+        Cmd {
+            command: self.command(program),
         }
-        command.env_remove("LD_PRELOAD");
-        Cmd { command }
     }
 }
 

@@ -1,0 +1,97 @@
+//! The part of the test harness both packages share (`tests/common` and `cli/tests/common`
+//! include this file): the workspace, its target folder, the library under test (built once per
+//! test binary, because cargo does not build a cdylib-only package for tests), and a fresh folder
+//! per test. Each harness adds its own methods to [`Dir`].
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Once;
+
+/// The workspace root: the nearest folder above this package's manifest that has `Cargo.lock`.
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .find(|dir| dir.join("Cargo.lock").exists())
+        .unwrap_or(Path::new(env!("CARGO_MANIFEST_DIR")))
+        .to_path_buf()
+}
+
+/// cargo's target folder (`CARGO_TARGET_DIR`, relative to the workspace if relative).
+pub fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .map(|p| if p.is_absolute() { p } else { root().join(p) })
+        .unwrap_or_else(|| root().join("target"))
+}
+
+/// The library under test: `SIGAUDIT_TEST_LIB` if set, else the debug build in this checkout,
+/// built (once per test binary) by `cargo build --lib -p sigaudit` so a plain `cargo test` is
+/// enough.
+pub fn lib() -> PathBuf {
+    if let Some(p) = std::env::var_os("SIGAUDIT_TEST_LIB") {
+        let p = PathBuf::from(p);
+        assert!(
+            p.exists(),
+            "SIGAUDIT_TEST_LIB={} does not exist",
+            p.display()
+        );
+        return p;
+    }
+    static BUILD: Once = Once::new();
+    BUILD.call_once(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .args(["build", "--quiet", "--lib", "-p", "sigaudit"])
+            .current_dir(root())
+            .status()
+            .expect("run cargo build for the library");
+        assert!(status.success(), "cargo build --lib -p sigaudit failed");
+    });
+    let p = target_dir().join("debug").join("libsigaudit.so");
+    assert!(
+        p.exists(),
+        "{} is missing: run `cargo build` in {}, or point SIGAUDIT_TEST_LIB at a built libsigaudit.so",
+        p.display(),
+        root().display()
+    );
+    p
+}
+
+/// A fresh folder for one test, under target/PACKAGE-tests/NAME (emptied first, kept after, so a
+/// failure can be looked at).
+pub struct Dir {
+    pub path: PathBuf,
+}
+
+impl Dir {
+    pub fn new(name: &str) -> Dir {
+        let tests = format!("{}-tests", env!("CARGO_PKG_NAME"));
+        let path = target_dir().join(tests).join(name);
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).expect("create test folder");
+        Dir { path }
+    }
+
+    pub fn join(&self, name: &str) -> PathBuf {
+        self.path.join(name)
+    }
+
+    pub fn write(&self, name: &str, contents: &str) -> PathBuf {
+        let p = self.join(name);
+        std::fs::write(&p, contents).expect("write test file");
+        p
+    }
+
+    /// `program`, to run in this folder with none of the caller's `SIGAUDIT_*` or `LD_PRELOAD`.
+    pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        let mut command = Command::new(program);
+        command.current_dir(&self.path);
+        for (k, _) in std::env::vars_os() {
+            if k.to_string_lossy().starts_with("SIGAUDIT_") {
+                command.env_remove(k);
+            }
+        }
+        command.env_remove("LD_PRELOAD");
+        command
+    }
+}
