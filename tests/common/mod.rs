@@ -5,11 +5,10 @@
 #![allow(dead_code)]
 
 use serde_json::Value;
-use std::fmt;
 use std::io::Read;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// How long any one child may run before it is killed and the test fails.
@@ -17,7 +16,7 @@ pub const TIMEOUT: Duration = Duration::from_secs(60);
 
 mod shared;
 #[allow(unused_imports)] // each test binary uses its own part of the harness
-pub use shared::{Dir, lib, root, target_dir};
+pub use shared::{Cmd, Dir, Run, lib, root, target_dir};
 
 impl Dir {
     /// Compiles C `sources` (paths relative to tests/fixtures, or absolute) into `out` in this
@@ -51,23 +50,7 @@ pub fn fixture(name: &str) -> PathBuf {
     }
 }
 
-pub struct Cmd {
-    pub command: Command,
-}
-
 impl Cmd {
-    pub fn arg(mut self, a: impl AsRef<std::ffi::OsStr>) -> Self {
-        self.command.arg(a);
-        self
-    }
-    pub fn args<I: IntoIterator<Item = S>, S: AsRef<std::ffi::OsStr>>(mut self, a: I) -> Self {
-        self.command.args(a);
-        self
-    }
-    pub fn env(mut self, k: &str, v: impl AsRef<std::ffi::OsStr>) -> Self {
-        self.command.env(k, v);
-        self
-    }
     /// Preloads the library under test.
     pub fn preload(self) -> Self {
         let lib = lib();
@@ -87,24 +70,6 @@ impl Cmd {
     }
     pub fn run(mut self) -> Run {
         run_with_timeout(&mut self.command, TIMEOUT)
-    }
-}
-
-/// What a finished child did.
-pub struct Run {
-    pub command: String,
-    pub status: ExitStatus,
-    pub stdout: String,
-    pub stderr: String,
-}
-
-impl fmt::Display for Run {
-    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        write!(
-            f,
-            "command: {}\nstatus: {:?}\n--- stdout ---\n{}\n--- stderr ---\n{}\n---",
-            self.command, self.status, self.stdout, self.stderr
-        )
     }
 }
 

@@ -3,8 +3,9 @@
 //! test binary, because cargo does not build a cdylib-only package for tests), and a fresh folder
 //! per test. Each harness adds its own methods to [`Dir`].
 
+use std::fmt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, ExitStatus};
 use std::sync::Once;
 
 /// The workspace root: the nearest folder above this package's manifest that has `Cargo.lock`.
@@ -93,5 +94,43 @@ impl Dir {
         }
         command.env_remove("LD_PRELOAD");
         command
+    }
+}
+
+/// What a finished child did; its `Display` shows everything, for failed expectations.
+pub struct Run {
+    pub command: String,
+    pub status: ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl fmt::Display for Run {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(
+            f,
+            "command: {}\nstatus: {:?}\n--- stdout ---\n{}\n--- stderr ---\n{}\n---",
+            self.command, self.status, self.stdout, self.stderr
+        )
+    }
+}
+
+/// A command being set up; each harness adds its own ways to run it.
+pub struct Cmd {
+    pub command: Command,
+}
+
+impl Cmd {
+    pub fn arg(mut self, a: impl AsRef<std::ffi::OsStr>) -> Self {
+        self.command.arg(a);
+        self
+    }
+    pub fn args<I: IntoIterator<Item = S>, S: AsRef<std::ffi::OsStr>>(mut self, a: I) -> Self {
+        self.command.args(a);
+        self
+    }
+    pub fn env(mut self, k: &str, v: impl AsRef<std::ffi::OsStr>) -> Self {
+        self.command.env(k, v);
+        self
     }
 }

@@ -3,7 +3,6 @@
 //! any failed expectation show the command, its status, stdout and stderr.
 #![allow(dead_code)]
 
-use std::fmt;
 use std::io::{BufRead, BufReader, Read};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
@@ -17,7 +16,7 @@ pub const TIMEOUT: Duration = Duration::from_secs(60);
 #[path = "../../../tests/common/shared.rs"]
 mod shared;
 #[allow(unused_imports)] // each test binary uses its own part of the harness
-pub use shared::{Dir, lib, root, target_dir};
+pub use shared::{Cmd, Dir, Run, lib, root, target_dir};
 
 /// The command under test.
 pub fn sigaudit() -> PathBuf {
@@ -77,23 +76,7 @@ pub fn line_of(fixture_name: &str, marker: &str) -> usize {
         + 1
 }
 
-pub struct Cmd {
-    pub command: Command,
-}
-
 impl Cmd {
-    pub fn arg(mut self, a: impl AsRef<std::ffi::OsStr>) -> Self {
-        self.command.arg(a);
-        self
-    }
-    pub fn args<I: IntoIterator<Item = S>, S: AsRef<std::ffi::OsStr>>(mut self, a: I) -> Self {
-        self.command.args(a);
-        self
-    }
-    pub fn env(mut self, k: &str, v: impl AsRef<std::ffi::OsStr>) -> Self {
-        self.command.env(k, v);
-        self
-    }
     pub fn env_remove(mut self, k: &str) -> Self {
         self.command.env_remove(k);
         self
@@ -198,24 +181,6 @@ impl Running {
             stdout,
             stderr,
         }
-    }
-}
-
-/// What a finished child did.
-pub struct Run {
-    pub command: String,
-    pub status: ExitStatus,
-    pub stdout: String,
-    pub stderr: String,
-}
-
-impl fmt::Display for Run {
-    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        write!(
-            f,
-            "command: {}\nstatus: {:?}\n--- stdout ---\n{}\n--- stderr ---\n{}\n---",
-            self.command, self.status, self.stdout, self.stderr
-        )
     }
 }
 
