@@ -7,12 +7,13 @@
 //!
 //! Files: `args.rs` (command line), `library.rs` (finding the `.so`), `run.rs` (environment,
 //! spawn, wait, record files), `forward.rs` (passing signals on), `record.rs` (reading a record,
-//! choosing the frame to blame), `text.rs` (records for people), `summary.rs`, `symbolize.rs`
+//! choosing the frame to blame), `preflight.rs` (a command the library cannot enter), `text.rs` (records for people), `summary.rs`, `symbolize.rs`
 //! (DWARF lookups), `signals.rs` (names).
 
 mod args;
 mod forward;
 mod library;
+mod preflight;
 mod record;
 mod run;
 mod signals;

@@ -11,6 +11,7 @@
 use crate::args::RunOptions;
 use crate::forward::{self, Forwarding};
 use crate::library;
+use crate::preflight;
 use crate::symbolize::{self, Symbolizer};
 use crate::{record, signals, summary, text};
 use serde_json::Value;
@@ -54,6 +55,9 @@ pub fn main(opts: &RunOptions) -> i32 {
             return EXIT_FAILED;
         }
     };
+    if let Some(why) = preflight::unaudited(&opts.command[0]) {
+        eprintln!("sigaudit: note: {why}");
+    }
     let mut cmd = command(opts, &lib, &dir.0);
     let forwarding = Forwarding::install();
     let mut child = match cmd.spawn() {

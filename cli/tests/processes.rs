@@ -67,3 +67,30 @@ fn python_code_is_blamed_by_file_and_line() {
     assert_eq!(run.field("status"), "1", "{run}");
     run.stderr_has("[vetoed]");
 }
+
+/// See: a static command loads no library, and its run would otherwise read "clean".
+#[test]
+fn a_statically_linked_command_is_said_to_be_unseen() {
+    let d = Dir::new("static_command");
+    let program = d.cc("ignorer-static", "ignorer.c", &["-static"]);
+    let run = d.sigaudit().arg("--").arg(&program).run().code(0);
+    let notes: Vec<&str> = run
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("sigaudit: note:"))
+        .collect();
+    assert_eq!(notes.len(), 1, "{run}");
+    assert!(
+        notes[0].contains("ignorer-static is statically linked"),
+        "{run}"
+    );
+    // The same program dynamically linked gets no such note and is seen.
+    let dynamic = d.cc("ignorer", "ignorer.c", &[]);
+    d.sigaudit()
+        .arg("--")
+        .arg(&dynamic)
+        .run()
+        .code(0)
+        .stderr_lacks("sigaudit: note:")
+        .stderr_has("SIGCHLD ignored via signal()");
+}
