@@ -771,7 +771,7 @@ mod tests {
     fn stdlib_frames_are_never_the_culprit() {
         assert!(is_stdlib(b"/usr/lib/python3.11/signal.py"));
         assert!(is_stdlib(
-            b"/root/.pyenv/versions/3.11.7/lib/python3.11/subprocess.py"
+            b"/home/dev/.pyenv/versions/3.11.7/lib/python3.11/subprocess.py"
         ));
         assert!(is_stdlib(b"<frozen importlib._bootstrap>"));
         assert!(!is_stdlib(b"/usr/lib/python3/dist-packages/foo/helper.py"));
