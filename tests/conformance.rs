@@ -122,8 +122,7 @@ fn log_mode_is_byte_for_byte_transparent_with_the_default_watch() {
     let (program, bare) = conformance(&dir);
     let run = dir
         .cmd(&program)
-        .preload()
-        .env("SIGAUDIT_FORMAT", "json")
+        .audit_json()
         .env("SIGAUDIT_OUTPUT", dir.join("events.%p"))
         .run()
         .success();

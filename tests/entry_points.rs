@@ -38,8 +38,7 @@ fn driver(dir: &Dir, snippet: &str) -> std::path::PathBuf {
 
 fn json(dir: &Dir, program: &std::path::Path, mode: &str) -> Run {
     dir.cmd(program)
-        .preload()
-        .env("SIGAUDIT_FORMAT", "json")
+        .audit_json()
         .env("SIGAUDIT_MODE", mode)
         .run()
         .success()
@@ -155,8 +154,7 @@ fn abort_mode_reports_then_aborts_in_the_caller() {
     let program = driver(&dir, "signal");
     let run = dir
         .cmd(&program)
-        .preload()
-        .env("SIGAUDIT_FORMAT", "json")
+        .audit_json()
         .env("SIGAUDIT_MODE", "abort")
         .run();
     assert_eq!(run.signal(), Some(libc::SIGABRT), "{run}");
@@ -197,8 +195,7 @@ fn any_watches_report_every_change_and_veto_only_the_ignore() {
     for mode in ["log", "veto"] {
         let run = dir
             .cmd(&program)
-            .preload()
-            .env("SIGAUDIT_FORMAT", "json")
+            .audit_json()
             .env("SIGAUDIT_MODE", mode)
             .env("SIGAUDIT_WATCH", "USR1:any")
             .run()
@@ -247,8 +244,7 @@ fn an_inherited_ignore_is_reported_with_the_parent_and_reset_by_veto() {
         .cmd(&program)
         .arg("none")
         .start_with_ignored(libc::SIGCHLD)
-        .preload()
-        .env("SIGAUDIT_FORMAT", "json")
+        .audit_json()
         .run()
         .success();
     assert_eq!(run.field("wait"), "ECHILD", "{run}");
@@ -267,8 +263,7 @@ fn an_inherited_ignore_is_reported_with_the_parent_and_reset_by_veto() {
         .cmd(&program)
         .arg("none")
         .start_with_ignored(libc::SIGCHLD)
-        .preload()
-        .env("SIGAUDIT_FORMAT", "json")
+        .audit_json()
         .env("SIGAUDIT_MODE", "veto")
         .run()
         .success();
@@ -300,8 +295,7 @@ fn a_library_constructor_that_runs_before_ours_is_caught() {
         let run = dir
             .cmd(&program)
             .arg("none")
-            .preload()
-            .env("SIGAUDIT_FORMAT", "json")
+            .audit_json()
             .env("SIGAUDIT_MODE", mode)
             .run()
             .success();
@@ -355,8 +349,7 @@ fn output_file_is_per_process_and_only_made_when_there_is_an_event() {
     let run = dir
         .cmd(&ignoring)
         .arg("none")
-        .preload()
-        .env("SIGAUDIT_FORMAT", "json")
+        .audit_json()
         .env("SIGAUDIT_OUTPUT", &template)
         .run()
         .success();
@@ -374,8 +367,7 @@ fn output_file_is_per_process_and_only_made_when_there_is_an_event() {
     // Relative to the directory the program started in.
     let run = dir
         .cmd(&ignoring)
-        .preload()
-        .env("SIGAUDIT_FORMAT", "json")
+        .audit_json()
         .env("SIGAUDIT_OUTPUT", "events.%p.jsonl")
         .run()
         .success();
@@ -438,8 +430,7 @@ fn a_reused_output_descriptor_is_never_written() {
     let out = dir.join("events.jsonl");
     let run = dir
         .cmd(&program)
-        .preload()
-        .env("SIGAUDIT_FORMAT", "json")
+        .audit_json()
         .env("SIGAUDIT_OUTPUT", &out)
         .run()
         .success();
@@ -454,8 +445,7 @@ fn a_vfork_child_reports_its_ignore_but_not_routine_resets_and_leaves_the_parent
     let program = dir.cc("vfork", &["vfork.c"], &[]);
     let run = dir
         .cmd(&program)
-        .preload()
-        .env("SIGAUDIT_FORMAT", "json")
+        .audit_json()
         .env("SIGAUDIT_WATCH", "CHLD,USR1:any")
         .run()
         .success();

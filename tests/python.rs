@@ -144,8 +144,7 @@ fn find_frame(ev: &Value, file: &Path, line: i64, function: &str) -> Option<usiz
 fn run_py(dir: &Dir, python: &Python, mode: &str, args: &[&std::ffi::OsStr]) -> Run {
     dir.cmd(&python.exe)
         .args(args)
-        .preload()
-        .env("SIGAUDIT_FORMAT", "json")
+        .audit_json()
         .env("SIGAUDIT_MODE", mode)
         .run()
 }
@@ -558,12 +557,7 @@ int main(void) {
         let Some(program) = embed(&dir, &python, "embed", source) else {
             continue;
         };
-        let run = dir
-            .cmd(&program)
-            .preload()
-            .env("SIGAUDIT_FORMAT", "json")
-            .run()
-            .success();
+        let run = dir.cmd(&program).audit_json().run().success();
         assert!(run.stdout.contains("done"), "{run}");
         let events = run.events();
         let ignores = of_kind(&events, "ignore");
@@ -664,12 +658,7 @@ int main(void) {
         let Some(program) = embed(&dir, &python, "interrupt", source) else {
             continue;
         };
-        let run = dir
-            .cmd(&program)
-            .preload()
-            .env("SIGAUDIT_FORMAT", "json")
-            .run()
-            .success();
+        let run = dir.cmd(&program).audit_json().run().success();
         assert_eq!(run.field("failed"), "0", "{run}");
         let events = run.events();
         let ignores = of_kind(&events, "ignore");

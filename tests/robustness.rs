@@ -94,8 +94,7 @@ fn assert_falls_back_to_stderr(dir: &Dir, program: &Path, output: &OsStr, why: &
     let reference = reference(dir, program);
     let run = dir
         .cmd(program)
-        .preload()
-        .env("SIGAUDIT_FORMAT", "json")
+        .audit_json()
         .env("SIGAUDIT_OUTPUT", output)
         .run()
         .success();
@@ -176,11 +175,7 @@ fn output_in_a_folder_the_user_cannot_write() {
     // SAFETY: getuid has no preconditions.
     let root = unsafe { libc::getuid() } == 0;
     let reference = reference(&dir, &program);
-    let mut cmd = dir
-        .cmd(&program)
-        .preload()
-        .env("SIGAUDIT_FORMAT", "json")
-        .env("SIGAUDIT_OUTPUT", &path);
+    let mut cmd = dir.cmd(&program).audit_json().env("SIGAUDIT_OUTPUT", &path);
     if root {
         // Root writes anywhere: run as nobody instead (the program and the library are
         // readable by all).

@@ -41,8 +41,7 @@ fn run_mode(name: &str, args: &[&str], bound: Duration) -> (Run, usize, Vec<Valu
     let run = dir
         .cmd(&program)
         .args(args)
-        .preload()
-        .env("SIGAUDIT_FORMAT", "json")
+        .audit_json()
         .env("SIGAUDIT_OUTPUT", dir.join("events.%p"))
         .run()
         .success();
@@ -105,8 +104,7 @@ fn fork_children_of_a_multithreaded_parent_all_at_once() {
     let run = dir
         .cmd(&program)
         .arg("fork")
-        .preload()
-        .env("SIGAUDIT_FORMAT", "json")
+        .audit_json()
         .env("SIGAUDIT_OUTPUT", dir.join("events.all"))
         .run()
         .success();
@@ -124,13 +122,7 @@ fn fork_children_of_a_multithreaded_parent_all_at_once() {
     // See: torn records on a shared stderr pipe, fixed in report.rs (record_limit).
     let dir = Dir::new("stress-fork-pipe");
     let program = stress(&dir);
-    let run = dir
-        .cmd(&program)
-        .arg("fork")
-        .preload()
-        .env("SIGAUDIT_FORMAT", "json")
-        .run()
-        .success();
+    let run = dir.cmd(&program).arg("fork").audit_json().run().success();
     assert_eq!(run.field("bad"), "0", "{run}");
     assert!(
         run.stderr.lines().all(|l| l.starts_with('{')),

@@ -51,6 +51,10 @@ pub fn fixture(name: &str) -> PathBuf {
 }
 
 impl Cmd {
+    /// Preloads the library under test, reporting JSON events (on stderr unless told otherwise).
+    pub fn audit_json(self) -> Self {
+        self.preload().env("SIGAUDIT_FORMAT", "json")
+    }
     /// Preloads the library under test.
     pub fn preload(self) -> Self {
         let lib = lib();
