@@ -5,11 +5,10 @@
 #![allow(dead_code)]
 
 use serde_json::Value;
-use std::io::Read;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// How long any one child may run before it is killed and the test fails.
 pub const TIMEOUT: Duration = Duration::from_secs(60);
@@ -112,44 +111,13 @@ pub fn parse_events(text: &str) -> Result<Vec<Value>, String> {
 /// Runs `cmd` to completion, killing it (and failing) after `timeout`.
 pub fn run_with_timeout(cmd: &mut Command, timeout: Duration) -> Run {
     let command = format!("{cmd:?}");
-    let mut child = cmd
+    let child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap_or_else(|e| panic!("cannot start {command}: {e}"));
-    let mut out = child.stdout.take().expect("piped stdout");
-    let mut err = child.stderr.take().expect("piped stderr");
-    let out_reader = std::thread::spawn(move || {
-        let mut s = Vec::new();
-        let _ = out.read_to_end(&mut s);
-        s
-    });
-    let err_reader = std::thread::spawn(move || {
-        let mut s = Vec::new();
-        let _ = err.read_to_end(&mut s);
-        s
-    });
-    let start = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait for child") {
-            break status;
-        }
-        if start.elapsed() > timeout {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("timed out after {timeout:?}: {command}");
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    };
-    let stdout = String::from_utf8_lossy(&out_reader.join().unwrap_or_default()).into_owned();
-    let stderr = String::from_utf8_lossy(&err_reader.join().unwrap_or_default()).into_owned();
-    Run {
-        command,
-        status,
-        stdout,
-        stderr,
-    }
+    shared::finish(child, command, timeout)
 }
 
 /// The string value of `key` in a JSON event ("" if absent).

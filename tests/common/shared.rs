@@ -1,12 +1,15 @@
 //! The part of the test harness both packages share (`tests/common` and `cli/tests/common`
 //! include this file): the workspace, its target folder, the library under test (built once per
 //! test binary, because cargo does not build a cdylib-only package for tests), and a fresh folder
-//! per test. Each harness adds its own methods to [`Dir`].
+//! per test, and collecting a child's output under a time-out. Each harness adds its own methods
+//! to [`Dir`], [`Cmd`] and [`Run`].
 
 use std::fmt;
+use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus};
+use std::process::{Child, Command, ExitStatus};
 use std::sync::Once;
+use std::time::{Duration, Instant};
 
 /// The workspace root: the nearest folder above this package's manifest that has `Cargo.lock`.
 pub fn root() -> PathBuf {
@@ -132,5 +135,47 @@ impl Cmd {
     pub fn env(mut self, k: &str, v: impl AsRef<std::ffi::OsStr>) -> Self {
         self.command.env(k, v);
         self
+    }
+}
+
+/// Collects a started child's output and status (its stdout and stderr must be piped), killing
+/// it, and failing the test, after `timeout`.
+pub fn finish(mut child: Child, command: String, timeout: Duration) -> Run {
+    let mut out = child.stdout.take().expect("piped stdout");
+    let mut err = child.stderr.take().expect("piped stderr");
+    let out_reader = std::thread::spawn(move || {
+        let mut s = Vec::new();
+        let _ = out.read_to_end(&mut s);
+        s
+    });
+    let err_reader = std::thread::spawn(move || {
+        let mut s = Vec::new();
+        let _ = err.read_to_end(&mut s);
+        s
+    });
+    let status = wait_with_timeout(&mut child, &command, timeout);
+    let stdout = String::from_utf8_lossy(&out_reader.join().unwrap_or_default()).into_owned();
+    let stderr = String::from_utf8_lossy(&err_reader.join().unwrap_or_default()).into_owned();
+    Run {
+        command,
+        status,
+        stdout,
+        stderr,
+    }
+}
+
+/// Waits for `child`, killing it, and failing the test, after `timeout`.
+pub fn wait_with_timeout(child: &mut Child, command: &str, timeout: Duration) -> ExitStatus {
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().expect("wait for child") {
+            return status;
+        }
+        if start.elapsed() > timeout {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("timed out after {timeout:?}: {command}");
+        }
+        std::thread::sleep(Duration::from_millis(5));
     }
 }

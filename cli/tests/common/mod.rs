@@ -6,7 +6,7 @@
 use std::io::{BufRead, BufReader, Read};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -172,7 +172,7 @@ impl Running {
             let _ = err.read_to_end(&mut s);
             s
         });
-        let status = wait_with_timeout(&mut self.child, &self.command);
+        let status = shared::wait_with_timeout(&mut self.child, &self.command, TIMEOUT);
         let stdout = self.reader.join().unwrap_or_default();
         let stderr = String::from_utf8_lossy(&err_reader.join().unwrap_or_default()).into_owned();
         Run {
@@ -260,43 +260,8 @@ pub fn run_with_timeout(cmd: &mut Command) -> Run {
     finish(child, command)
 }
 
-fn finish(mut child: Child, command: String) -> Run {
-    let mut out = child.stdout.take().expect("piped stdout");
-    let mut err = child.stderr.take().expect("piped stderr");
-    let out_reader = std::thread::spawn(move || {
-        let mut s = Vec::new();
-        let _ = out.read_to_end(&mut s);
-        s
-    });
-    let err_reader = std::thread::spawn(move || {
-        let mut s = Vec::new();
-        let _ = err.read_to_end(&mut s);
-        s
-    });
-    let status = wait_with_timeout(&mut child, &command);
-    let stdout = String::from_utf8_lossy(&out_reader.join().unwrap_or_default()).into_owned();
-    let stderr = String::from_utf8_lossy(&err_reader.join().unwrap_or_default()).into_owned();
-    Run {
-        command,
-        status,
-        stdout,
-        stderr,
-    }
-}
-
-fn wait_with_timeout(child: &mut Child, command: &str) -> ExitStatus {
-    let start = Instant::now();
-    loop {
-        if let Some(status) = child.try_wait().expect("wait for child") {
-            return status;
-        }
-        if start.elapsed() > TIMEOUT {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("timed out after {TIMEOUT:?}: {command}");
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
+fn finish(child: Child, command: String) -> Run {
+    shared::finish(child, command, TIMEOUT)
 }
 
 /// The JSON records among `text`'s lines; any line starting with `{` must parse.
