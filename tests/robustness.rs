@@ -204,15 +204,12 @@ fn a_closed_stderr_changes_nothing_for_the_program() {
     let dir = Dir::new("closed-stderr");
     let program = driver(&dir);
     let reference = reference(&dir, &program);
-    let mut cmd = dir.cmd(&program).preload();
-    // SAFETY: close is async-signal-safe, as pre_exec requires.
-    unsafe {
-        cmd.command.pre_exec(|| {
-            libc::close(2);
-            Ok(())
-        });
-    }
-    let run = cmd.run().success();
+    let run = dir
+        .cmd(&program)
+        .preload()
+        .start_with_stderr_closed()
+        .run()
+        .success();
     assert_eq!(run.stdout, reference.stdout, "{run}");
 }
 
@@ -227,15 +224,12 @@ fn an_event_never_lands_in_a_file_that_took_descriptor_2() {
         run.stdout, "fd=2 contents=data\n",
         "closed by the program\n{run}"
     );
-    let mut cmd = dir.cmd(&program).preload();
-    // SAFETY: close is async-signal-safe, as pre_exec requires.
-    unsafe {
-        cmd.command.pre_exec(|| {
-            libc::close(2);
-            Ok(())
-        });
-    }
-    let run = cmd.run().success();
+    let run = dir
+        .cmd(&program)
+        .preload()
+        .start_with_stderr_closed()
+        .run()
+        .success();
     assert_eq!(run.stdout, "fd=2 contents=data\n", "started closed\n{run}");
     // Sent to a log file opened for appending, stderr still gets events.
     let run = dir

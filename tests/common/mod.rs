@@ -5,7 +5,7 @@
 #![allow(dead_code)]
 
 use serde_json::Value;
-use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -71,6 +71,17 @@ impl Cmd {
         }
         self
     }
+    /// Starts the program with stderr closed, as a daemon's child may be.
+    pub fn start_with_stderr_closed(mut self) -> Self {
+        // SAFETY: close() is async-signal-safe, as pre_exec requires.
+        unsafe {
+            self.command.pre_exec(|| {
+                libc::close(2);
+                Ok(())
+            });
+        }
+        self
+    }
     pub fn run(mut self) -> Run {
         run_with_timeout(&mut self.command, TIMEOUT)
     }
@@ -86,17 +97,6 @@ impl Run {
     /// is not valid JSON fails the test.
     pub fn events(&self) -> Vec<Value> {
         parse_events(&self.stderr).unwrap_or_else(|e| panic!("{e}\n{self}"))
-    }
-    /// `key=value` pairs the fixture driver prints on stdout.
-    pub fn field(&self, key: &str) -> String {
-        self.stdout
-            .split_whitespace()
-            .find_map(|w| w.strip_prefix(key).and_then(|r| r.strip_prefix('=')))
-            .unwrap_or_else(|| panic!("no {key}= in stdout\n{self}"))
-            .to_string()
-    }
-    pub fn signal(&self) -> Option<i32> {
-        self.status.signal()
     }
 }
 

@@ -108,6 +108,21 @@ pub struct Run {
     pub stderr: String,
 }
 
+impl Run {
+    /// `key=value` pairs a fixture prints on stdout.
+    pub fn field(&self, key: &str) -> String {
+        self.stdout
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix(key).and_then(|r| r.strip_prefix('=')))
+            .unwrap_or_else(|| panic!("no {key}= in stdout\n{self}"))
+            .to_string()
+    }
+    /// The signal that ended the child, if one did.
+    pub fn signal(&self) -> Option<i32> {
+        std::os::unix::process::ExitStatusExt::signal(&self.status)
+    }
+}
+
 impl fmt::Display for Run {
     fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
         write!(

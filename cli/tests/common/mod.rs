@@ -4,7 +4,6 @@
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Read};
-use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -215,17 +214,6 @@ impl Run {
             "stdout lacks {needle:?}\n{self}"
         );
         self
-    }
-    /// `key=value` from stdout.
-    pub fn field(&self, key: &str) -> String {
-        self.stdout
-            .split_whitespace()
-            .find_map(|w| w.strip_prefix(key).and_then(|r| r.strip_prefix('=')))
-            .unwrap_or_else(|| panic!("no {key}= in stdout\n{self}"))
-            .to_string()
-    }
-    pub fn signal(&self) -> Option<i32> {
-        self.status.signal()
     }
     /// The summary: stderr from the line that starts it.
     pub fn summary(&self) -> &str {
