@@ -194,3 +194,25 @@ pub fn wait_with_timeout(child: &mut Child, command: &str, timeout: Duration) ->
         std::thread::sleep(Duration::from_millis(5));
     }
 }
+
+/// A program a test needs that `scripts/test` installs (Debian packages: `debuginfod`, `rsyslog`,
+/// `systemd`, `golang-go`, ...), looked up on `PATH` and in the `sbin` folders. Missing, the test
+/// is skipped with a note on stderr, so a plain `cargo test` works on a machine without it;
+/// under `scripts/test` (and so in CI), which sets `SIGAUDIT_TEST_STRICT=1` after installing
+/// everything, a missing tool fails the test instead, so nothing is skipped unseen.
+pub fn tool(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let found = std::env::split_paths(&path)
+        .chain(["/usr/sbin", "/sbin", "/usr/lib/systemd"].map(PathBuf::from))
+        .map(|dir| dir.join(name))
+        .find(|p| p.is_file());
+    if found.is_none() {
+        assert!(
+            std::env::var_os("SIGAUDIT_TEST_STRICT").is_none(),
+            "{name} is missing: scripts/test installs it (SIGAUDIT_TEST_STRICT is set, so this \
+             test may not be skipped)"
+        );
+        eprintln!("note: {name} is not installed: skipped (scripts/test installs it)");
+    }
+    found
+}
