@@ -352,7 +352,7 @@ pub fn getenv_bytes(name: &str) -> Option<&'static [u8]> {
     // or a NUL-terminated string in the environment, which we only read.
     unsafe {
         let v = libc::getenv(cname.as_ptr() as *const libc::c_char);
-        (!v.is_null()).then(|| crate::unwind::cstr(v, 1 << 20))
+        (!v.is_null()).then(|| crate::objects::cstr(v, 1 << 20))
     }
 }
 

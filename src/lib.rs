@@ -43,6 +43,7 @@ mod cause;
 mod config;
 mod diag;
 mod guard;
+mod objects;
 mod policy;
 mod python;
 mod real;

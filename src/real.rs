@@ -13,7 +13,7 @@
 //! Why not `redhook`: it resolves inside a blocking `std::sync::Once`, aborts the host when a
 //! symbol (such as `sigvec`) is missing, and cannot express the variadic `syscall`.
 
-use libc::{c_char, c_int, c_long, c_void, id_t, idtype_t, pid_t, rusage, sighandler_t, siginfo_t};
+use libc::{c_char, c_int, c_long, id_t, idtype_t, pid_t, rusage, sighandler_t, siginfo_t};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// `struct sigvec` from glibc's `<signal.h>` (BSD compatibility).
@@ -183,18 +183,8 @@ pub fn query(signo: c_int) -> Option<libc::sigaction> {
     (r == 0).then(|| unsafe { old.assume_init() })
 }
 
-/// Looks a symbol up in the whole process (for optional runtime features such as
-/// `_dl_find_object` or CPython's). Ordinary contexts only.
-pub fn lookup_global(cname: &[u8]) -> *mut c_void {
-    let Some((&0, name)) = cname.split_last() else {
-        return std::ptr::null_mut();
-    };
-    if !crate::symbols::maybe_defined(name) {
-        return std::ptr::null_mut();
-    }
-    // SAFETY: `cname` is NUL-terminated (checked above).
-    unsafe { libc::dlsym(libc::RTLD_DEFAULT, cname.as_ptr() as *const c_char) }
-}
+/// For `python.rs`, until it moves (issue 10): the lookup lives with the loaded objects.
+pub use crate::objects::lookup_global;
 
 /// The kernel's `struct sigaction` for `rt_sigaction` (x86_64 and arm64), which differs from
 /// glibc's: flags before the handler's restorer, and a 64-bit mask.

@@ -18,7 +18,7 @@
 //! Every read of a file goes through bounds-checked slices: a truncated or hostile file yields no
 //! name, never a fault.
 
-use crate::unwind::LinkMap;
+use crate::objects::{Dynamic, LinkMap, SYM_SIZE};
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 
 /// Modules whose names are cached.
@@ -169,7 +169,6 @@ unsafe fn build(map: *const LinkMap, path: &[u8]) -> Option<(usize, usize, usize
     Some((mem as usize, n, strtab.as_ptr() as usize, strtab.len()))
 }
 
-const SYM_SIZE: usize = 24;
 const STT_FUNC: u8 = 2;
 const STT_GNU_IFUNC: u8 = 10;
 
@@ -220,211 +219,24 @@ pub fn find(
 
 // ---- ELF ------------------------------------------------------------------------------------
 
-#[repr(C)]
-struct Elf64Dyn {
-    d_tag: i64,
-    d_val: u64,
-}
-
-const DT_NULL: i64 = 0;
-const DT_HASH: i64 = 4;
-const DT_STRTAB: i64 = 5;
-const DT_SYMTAB: i64 = 6;
-const DT_STRSZ: i64 = 10;
-const DT_GNU_HASH: i64 = 0x6fff_fef5;
-
-/// The addresses a module's dynamic section gives (0 when absent).
-#[derive(Default)]
-struct Dynamic {
-    symtab: usize,
-    strtab: usize,
-    strsz: usize,
-    hash: usize,
-    gnu_hash: usize,
-}
-
-/// Reads the dynamic section at `ld` of a module loaded at `base`.
-///
-/// # Safety
-/// `ld` is null or a loaded module's dynamic section.
-unsafe fn read_dynamic(ld: *const Elf64Dyn, base: usize) -> Dynamic {
-    let mut dynamic = Dynamic::default();
-    if ld.is_null() {
-        return dynamic;
-    }
-    // glibc relocates most modules' dynamic entries in place, but not a read-only .dynamic (the
-    // vDSO's): an entry below the load base is still relative.
-    let fix = |v: u64| {
-        let v = v as usize;
-        if v < base { v + base } else { v }
-    };
-    let mut d = ld;
-    for _ in 0..1024 {
-        // SAFETY: the dynamic section is an array ended by DT_NULL.
-        let e = unsafe { &*d };
-        match e.d_tag {
-            DT_NULL => break,
-            DT_SYMTAB => dynamic.symtab = fix(e.d_val),
-            DT_STRTAB => dynamic.strtab = fix(e.d_val),
-            DT_STRSZ => dynamic.strsz = e.d_val as usize,
-            DT_HASH => dynamic.hash = fix(e.d_val),
-            DT_GNU_HASH => dynamic.gnu_hash = fix(e.d_val),
-            _ => {}
-        }
-        // SAFETY: DT_NULL not reached yet, so the array goes on.
-        d = unsafe { d.add(1) };
-    }
-    dynamic
-}
-
 /// A module's `.dynsym` and `.dynstr` as they are mapped in memory.
 ///
 /// # Safety
 /// `map` is a loaded module's link map.
 unsafe fn dynamic_tables(map: &LinkMap) -> Option<(&'static [u8], &'static [u8])> {
     // SAFETY: per the contract.
-    let d = unsafe { read_dynamic(map.l_ld as *const Elf64Dyn, map.l_addr) };
+    let d = unsafe { Dynamic::of(map) };
     if d.symtab == 0 || d.strtab == 0 {
         return None;
     }
-    // SAFETY: the hash tables are mapped parts of the module.
-    let count = unsafe {
-        if d.gnu_hash != 0 {
-            gnu_hash_symbol_count(d.gnu_hash as *const u32)
-        } else if d.hash != 0 {
-            *(d.hash as *const u32).add(1) as usize
-        } else {
-            return None;
-        }
-    };
+    // SAFETY: the hash table is a mapped part of the module.
+    let count = unsafe { d.symbol_count() }?;
     // SAFETY: the symbol and string tables are mapped parts of the module, of these sizes.
     unsafe {
         Some((
-            std::slice::from_raw_parts(d.symtab as *const u8, count.min(MAX_FUNCTIONS) * SYM_SIZE),
+            std::slice::from_raw_parts(d.symtab as *const u8, count * SYM_SIZE),
             std::slice::from_raw_parts(d.strtab as *const u8, d.strsz),
         ))
-    }
-}
-
-/// Whether some loaded module may define the symbol `name` (no NUL): `false` only when every
-/// module's GNU hash table says it does not. For the constructor, before a `dlsym` that would
-/// fail: glibc's first failed lookup allocates its error message, which sets up malloc in a
-/// process that may never have used it (about 7 µs added to every exec of such a program).
-pub fn maybe_defined(name: &[u8]) -> bool {
-    let mut found = Search { name, maybe: false };
-    // SAFETY: the callback only reads the loader's module descriptions and their tables.
-    unsafe {
-        libc::dl_iterate_phdr(
-            Some(search_module),
-            &mut found as *mut Search as *mut libc::c_void,
-        );
-    }
-    found.maybe
-}
-
-struct Search<'a> {
-    name: &'a [u8],
-    maybe: bool,
-}
-
-unsafe extern "C" fn search_module(
-    info: *mut libc::dl_phdr_info,
-    _: usize,
-    arg: *mut libc::c_void,
-) -> libc::c_int {
-    // SAFETY: glibc passes a valid description, and `arg` is the `Search` of `maybe_defined`.
-    let (info, search) = unsafe { (&*info, &mut *(arg as *mut Search)) };
-    let base = info.dlpi_addr as usize;
-    let phdrs = (0..info.dlpi_phnum as usize)
-        // SAFETY: dlpi_phdr has dlpi_phnum entries.
-        .map(|i| unsafe { &*info.dlpi_phdr.add(i) });
-    let Some(dynamic) = phdrs.clone().find(|p| p.p_type == libc::PT_DYNAMIC) else {
-        return 0;
-    };
-    // SAFETY: the module's dynamic section is mapped where its header says.
-    let d = unsafe { read_dynamic((base + dynamic.p_vaddr as usize) as *const Elf64Dyn, base) };
-    // SAFETY: the tables named by a loaded module's dynamic section are mapped.
-    search.maybe = unsafe { gnu_hash_may_define(&d, search.name) };
-    i32::from(search.maybe)
-}
-
-/// Looks `name` up in a module's GNU hash table; a module without one may define anything.
-///
-/// # Safety
-/// The addresses in `d` are a loaded module's mapped tables.
-unsafe fn gnu_hash_may_define(d: &Dynamic, name: &[u8]) -> bool {
-    if d.gnu_hash == 0 || d.symtab == 0 || d.strtab == 0 {
-        return d.hash != 0;
-    }
-    let h = name.iter().fold(5381u32, |h, &c| {
-        h.wrapping_mul(33).wrapping_add(u32::from(c))
-    });
-    // SAFETY: the header, bloom words, buckets and chains of the table, in that order.
-    unsafe {
-        let t = d.gnu_hash as *const u32;
-        let (nbuckets, symoffset) = (*t as usize, *t.add(1) as usize);
-        let (bloom_words, shift) = (*t.add(2) as usize, *t.add(3));
-        if nbuckets == 0 || bloom_words == 0 {
-            return false;
-        }
-        let bloom = t.add(4) as *const u64;
-        let word = *bloom.add((h as usize / 64) % bloom_words);
-        let mask = (1u64 << (h % 64)) | (1u64 << ((h >> (shift % 32)) % 64));
-        if word & mask != mask {
-            return false;
-        }
-        let buckets = t.add(4 + bloom_words * 2);
-        let chains = buckets.add(nbuckets);
-        let first = *buckets.add(h as usize % nbuckets) as usize;
-        if first < symoffset {
-            return false;
-        }
-        for i in (first..).take(MAX_FUNCTIONS) {
-            let chain = *chains.add(i - symoffset);
-            if chain | 1 == h | 1 {
-                let sym = (d.symtab + i * SYM_SIZE) as *const u8;
-                let st_name = (sym as *const u32).read_unaligned() as usize;
-                // Compared byte by byte up to the candidate's NUL, never read past it.
-                let candidate = (d.strtab + st_name) as *const u8;
-                let same = name
-                    .iter()
-                    .enumerate()
-                    .all(|(k, &c)| *candidate.add(k) == c);
-                if same && *candidate.add(name.len()) == 0 {
-                    return true;
-                }
-            }
-            if chain & 1 == 1 {
-                return false;
-            }
-        }
-        false
-    }
-}
-
-/// Number of symbols in a table described by a `DT_GNU_HASH` section.
-///
-/// # Safety
-/// `h` points to a mapped GNU hash section.
-unsafe fn gnu_hash_symbol_count(h: *const u32) -> usize {
-    // SAFETY: the header is 4 words, then the bloom filter, buckets and chains.
-    unsafe {
-        let nbuckets = *h as usize;
-        let symoffset = *h.add(1) as usize;
-        let bloom_words = *h.add(2) as usize;
-        let buckets = h.add(4 + bloom_words * 2);
-        let chains = buckets.add(nbuckets);
-        let mut last = 0;
-        for i in 0..nbuckets {
-            last = last.max(*buckets.add(i) as usize);
-        }
-        if last < symoffset {
-            return symoffset;
-        }
-        while last - symoffset < MAX_FUNCTIONS && *chains.add(last - symoffset) & 1 == 0 {
-            last += 1;
-        }
-        last + 1
     }
 }
 
@@ -547,14 +359,6 @@ mod tests {
             name.contains("names_a_function_of_this_very_binary"),
             "{name}"
         );
-    }
-
-    #[test]
-    fn knows_which_symbols_the_process_defines() {
-        assert!(maybe_defined(b"malloc"));
-        assert!(maybe_defined(b"sigaction"));
-        assert!(!maybe_defined(b"Py_Version_of_no_such_python"));
-        assert!(!maybe_defined(b"sigactio"));
     }
 
     #[test]

@@ -11,7 +11,8 @@
 //! load base; `symbols.rs` names the function. Where `_dl_find_object` is missing (glibc < 2.35)
 //! frames carry their address only; `sigaudit symbolize` adds file and line offline.
 
-use libc::{c_char, c_int, c_void};
+use crate::objects::{self, LinkMap};
+use libc::{c_int, c_void};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Frames kept per event.
@@ -66,14 +67,6 @@ struct DlFindObject {
     reserved: [u64; 7],
 }
 
-/// The public head of glibc's `struct link_map`.
-#[repr(C)]
-pub struct LinkMap {
-    pub l_addr: usize,
-    pub l_name: *const c_char,
-    pub l_ld: *const c_void,
-}
-
 /// Prepares capture and naming, once: from the constructor, or from the first hook that runs
 /// before it (inside another library's constructor, where the loader's lock is already ours).
 pub fn init() {
@@ -81,40 +74,12 @@ pub fn init() {
     if DONE.swap(true, Ordering::Relaxed) {
         return;
     }
-    let f = crate::real::lookup_global(b"_dl_find_object\0");
+    let f = objects::lookup_global(b"_dl_find_object\0");
     DL_FIND_OBJECT.store(f as usize, Ordering::Relaxed);
-    let here = init as *const () as usize;
-    // SAFETY: dl_iterate_phdr calls back with valid dl_phdr_info pointers; the callback only
-    // reads them.
-    unsafe {
-        libc::dl_iterate_phdr(Some(find_self), here as *mut c_void);
-    }
-}
-
-unsafe extern "C" fn find_self(
-    info: *mut libc::dl_phdr_info,
-    _size: usize,
-    here: *mut c_void,
-) -> c_int {
-    // SAFETY: glibc passes a valid info for each loaded object.
-    let info = unsafe { &*info };
-    let here = here as usize;
-    let base = info.dlpi_addr as usize;
-    let (mut lo, mut hi) = (usize::MAX, 0);
-    for i in 0..info.dlpi_phnum as usize {
-        // SAFETY: dlpi_phdr has dlpi_phnum entries.
-        let ph = unsafe { &*info.dlpi_phdr.add(i) };
-        if ph.p_type == libc::PT_LOAD && ph.p_flags & libc::PF_X != 0 {
-            lo = lo.min(base + ph.p_vaddr as usize);
-            hi = hi.max(base + (ph.p_vaddr + ph.p_memsz) as usize);
-        }
-    }
-    if lo <= here && here < hi {
+    if let Some((lo, hi)) = objects::text_bounds(init as *const () as usize) {
         SELF_START.store(lo, Ordering::Relaxed);
         SELF_END.store(hi, Ordering::Relaxed);
-        return 1;
     }
-    0
 }
 
 fn is_ours(ip: usize) -> bool {
@@ -231,24 +196,7 @@ pub fn locate(ip: usize) -> Option<Location> {
     Some(Location {
         base: map.l_addr,
         // SAFETY: l_name is a NUL-terminated string owned by the loader (maybe empty).
-        module: unsafe { cstr(map.l_name, 4096) },
+        module: unsafe { objects::cstr(map.l_name, 4096) },
         map: dlfo.link_map,
     })
-}
-
-/// A NUL-terminated string as a slice of at most `max` bytes.
-///
-/// # Safety
-/// `p` is null or points to a readable NUL-terminated string.
-pub unsafe fn cstr<'a>(p: *const c_char, max: usize) -> &'a [u8] {
-    if p.is_null() {
-        return &[];
-    }
-    let mut n = 0;
-    // SAFETY: the string is readable up to its NUL.
-    while n < max && unsafe { *p.add(n) } != 0 {
-        n += 1;
-    }
-    // SAFETY: the first n bytes were just read.
-    unsafe { std::slice::from_raw_parts(p as *const u8, n) }
 }
