@@ -1,0 +1,323 @@
+//! The event model: what happened ([`Event`], [`Kind`], [`Outcome`]), the process it happened
+//! in ([`Context`]), its native frames as modules, offsets and names ([`Namer`]), what it is
+//! blamed on ([`Culprit`]), and the working memory an event is built in ([`Scratch`]).
+
+use crate::policy::{Action, Disposition};
+use crate::python::{PyFrame, PyStack};
+use crate::symbols;
+use crate::unwind::{self, Backtrace};
+use libc::c_int;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// A watched signal was asked to be ignored (or SIGCHLD given `SA_NOCLDWAIT`).
+    Ignore,
+    /// Another change of a signal watched with `:any`.
+    Change,
+    /// The process started with a watched signal ignored, inherited across `execve`.
+    Inherited,
+    /// A wait failed with `ECHILD` while SIGCHLD was ignored.
+    Echild,
+}
+
+impl Kind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Ignore => "ignore",
+            Kind::Change => "change",
+            Kind::Inherited => "inherited",
+            Kind::Echild => "echild",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Logged,
+    Vetoed,
+    Aborted,
+}
+
+impl Outcome {
+    pub fn name(self) -> &'static str {
+        match self {
+            Outcome::Logged => "logged",
+            Outcome::Vetoed => "vetoed",
+            Outcome::Aborted => "aborted",
+        }
+    }
+}
+
+pub struct Event<'a> {
+    pub kind: Kind,
+    pub signo: c_int,
+    /// The function the program called (`signal`, `syscall`, `waitpid`, ...).
+    pub via: &'static str,
+    pub old: Action,
+    pub new: Action,
+    pub outcome: Outcome,
+    pub backtrace: &'a Backtrace,
+    pub python: &'a PyStack,
+    /// For `echild`: the cause as recorded in this process's format, or `None` if unknown.
+    pub cause: Option<&'a [u8]>,
+}
+
+/// Room for one record.
+pub const OUT_CAP: usize = 64 * 1024;
+/// Room for a cause summary kept for later `echild` events.
+pub const CAUSE_CAP: usize = 2048;
+
+/// Working memory for one event, mapped for it and unmapped after.
+pub struct Scratch {
+    pub backtrace: Backtrace,
+    pub python: PyStack,
+    /// The cause an `echild` event points back to, as recorded earlier.
+    pub prior_cause: [u8; CAUSE_CAP],
+    pub text: Text,
+}
+
+/// Where a record is rendered.
+pub struct Text {
+    pub out: [u8; OUT_CAP],
+    /// The cause summary of this event, kept for later `echild` events.
+    pub cause: [u8; CAUSE_CAP],
+    pub exe: [u8; 1024],
+    pub cmdline: [u8; 1024],
+}
+
+/// Runs `f` with a zeroed [`Scratch`], or returns `None` when the kernel has no memory for one.
+pub fn with_scratch<T>(f: impl FnOnce(&mut Scratch) -> T) -> Option<T> {
+    let size = std::mem::size_of::<Scratch>();
+    // SAFETY: an anonymous private mapping, checked for failure before use.
+    let p = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            size,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        return None;
+    }
+    // SAFETY: the mapping is zero-filled, page-aligned, large enough, and all-zero bytes are a
+    // valid Scratch (plain integers and arrays). It is ours alone until unmapped below.
+    let r = f(unsafe { &mut *(p as *mut Scratch) });
+    // SAFETY: unmaps exactly what was mapped.
+    unsafe { libc::munmap(p, size) };
+    Some(r)
+}
+
+/// Names native frames: module and offset always, a function name from `.dynsym` in memory or
+/// else from the module file's `.symtab`.
+pub struct Namer<'a> {
+    pub exe: &'a [u8],
+}
+
+pub struct Frame<'n> {
+    pub module: &'n [u8],
+    pub offset: usize,
+    pub symbol: Option<(&'static [u8], usize)>,
+}
+
+impl<'a> Namer<'a> {
+    pub fn frame(&self, ip: usize) -> Option<Frame<'a>> {
+        let loc = unwind::locate(ip)?;
+        // The loader names the main program with an empty string.
+        let module = if loc.module.is_empty() {
+            self.exe
+        } else {
+            loc.module
+        };
+        let offset = ip - loc.base;
+        Some(Frame {
+            module,
+            offset,
+            symbol: symbols::name(loc.map, module, offset.saturating_sub(1)),
+        })
+    }
+
+    /// Whether `ip` is in libc or the interpreter, which are never the culprit.
+    fn in_runtime(&self, ip: usize) -> bool {
+        unwind::locate(ip).is_some_and(|loc| {
+            let module = if loc.module.is_empty() {
+                self.exe
+            } else {
+                loc.module
+            };
+            is_runtime_module(module)
+        })
+    }
+}
+
+pub struct Context<'a> {
+    pub exe: &'a [u8],
+    pub cmdline: &'a [u8],
+    /// The time of the event: seconds and microseconds since the epoch.
+    pub now: (i64, u32),
+    pub pid: c_int,
+    pub ppid: c_int,
+    pub tid: c_int,
+}
+
+impl<'a> Context<'a> {
+    /// This process, now; its executable's path and its command line are read into `exe` and
+    /// `cmdline`.
+    pub fn of_this_process(exe: &'a mut [u8], cmdline: &'a mut [u8]) -> Self {
+        let exe_len = read_link(b"/proc/self/exe\0", exe);
+        let cmd_len = read_file(b"/proc/self/cmdline\0", cmdline);
+        Context {
+            exe: exe.get(..exe_len).unwrap_or(&[]),
+            cmdline: cmdline.get(..cmd_len).unwrap_or(&[]),
+            now: now(),
+            // SAFETY: these have no preconditions.
+            pid: unsafe { libc::getpid() },
+            ppid: unsafe { libc::getppid() },
+            tid: unsafe { libc::gettid() },
+        }
+    }
+}
+
+fn now() -> (i64, u32) {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: ts is a valid out-pointer; clock_gettime is async-signal-safe.
+    unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut ts) };
+    (ts.tv_sec, (ts.tv_nsec / 1000) as u32)
+}
+
+pub fn basename(path: &[u8]) -> &[u8] {
+    match path.iter().rposition(|&b| b == b'/') {
+        Some(i) => path.get(i + 1..).unwrap_or(path),
+        None => path,
+    }
+}
+
+/// Reads a symlink's target into `buf`, returning its length (0 on failure).
+fn read_link(path: &[u8], buf: &mut [u8]) -> usize {
+    // SAFETY: path is NUL-terminated; buf is writable for its length.
+    let n = unsafe {
+        libc::readlink(
+            path.as_ptr() as *const libc::c_char,
+            buf.as_mut_ptr() as *mut libc::c_char,
+            buf.len(),
+        )
+    };
+    n.max(0) as usize
+}
+
+/// Reads the start of a file into `buf`, returning how much was read (0 on failure).
+fn read_file(path: &[u8], buf: &mut [u8]) -> usize {
+    // SAFETY: path is NUL-terminated.
+    let fd = unsafe {
+        libc::open(
+            path.as_ptr() as *const libc::c_char,
+            libc::O_RDONLY | libc::O_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return 0;
+    }
+    // SAFETY: buf is writable for its length; fd is ours and closed below.
+    let n = unsafe { libc::read(fd, buf.as_mut_ptr() as *mut libc::c_void, buf.len()) };
+    // SAFETY: closing our own descriptor.
+    unsafe { libc::close(fd) };
+    n.max(0) as usize
+}
+
+/// True for a file of Python's own standard library (or frozen module), which is never the
+/// culprit: `signal.py` wraps `_signal.signal`, for one.
+pub fn is_stdlib(file: &[u8]) -> bool {
+    let has = |needle: &[u8]| file.windows(needle.len()).any(|w| w == needle);
+    file.starts_with(b"<frozen ") || (has(b"/lib/python3") && !has(b"-packages/"))
+}
+
+/// The frame to blame: the innermost Python frame outside the standard library.
+pub fn python_culprit(py: &PyStack) -> Option<usize> {
+    py.frames().iter().position(|f| !is_stdlib(f.file()))
+}
+
+/// True for frames of libc itself or of the Python interpreter, which are never the culprit.
+fn is_runtime_module(module: &[u8]) -> bool {
+    let name = basename(module);
+    name.starts_with(b"libc.so")
+        || name.starts_with(b"libpthread")
+        || name.starts_with(b"libpython")
+        || name.starts_with(b"python")
+}
+
+/// The first native frame outside libc and the interpreter.
+fn native_culprit(bt: &Backtrace, namer: &Namer) -> Option<usize> {
+    bt.frames()
+        .iter()
+        .copied()
+        .find(|&ip| !namer.in_runtime(ip))
+}
+
+/// How many Python frames, from the culprit outwards, a cause keeps.
+const CAUSE_PY_FRAMES: usize = 6;
+
+/// What an ignore is blamed on, for the cause summary a later `echild` event shows.
+pub struct Culprit<'e> {
+    /// The innermost Python frame outside the standard library and its callers.
+    chain: &'e [PyFrame],
+    /// The first native frame outside libc and the interpreter.
+    pub native: Option<usize>,
+}
+
+impl<'e> Culprit<'e> {
+    pub fn of(ev: &Event<'e>, namer: &Namer) -> Self {
+        let py = ev.python.frames();
+        let chain = python_culprit(ev.python)
+            .map(|c| py.get(c..).unwrap_or(&[]))
+            .unwrap_or(&[]);
+        Culprit {
+            chain,
+            native: native_culprit(ev.backtrace, namer),
+        }
+    }
+
+    /// The culprit and the frames that led to it, without the standard library's (an import
+    /// passes through several `<frozen importlib._bootstrap>` frames on its way).
+    pub fn python(&self) -> impl Iterator<Item = &'e PyFrame> + Clone {
+        self.chain
+            .iter()
+            .filter(|f| !is_stdlib(f.file()))
+            .take(CAUSE_PY_FRAMES)
+    }
+}
+
+/// Wraps [`Disposition`] and flags read from the kernel into an [`Action`].
+pub fn action_of(sa: &libc::sigaction) -> Action {
+    Action::new(Disposition::from_raw(sa.sa_sigaction), sa.sa_flags)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stdlib_frames_are_never_the_culprit() {
+        assert!(is_stdlib(b"/usr/lib/python3.11/signal.py"));
+        assert!(is_stdlib(
+            b"/home/dev/.pyenv/versions/3.11.7/lib/python3.11/subprocess.py"
+        ));
+        assert!(is_stdlib(b"<frozen importlib._bootstrap>"));
+        assert!(!is_stdlib(b"/usr/lib/python3/dist-packages/foo/helper.py"));
+        assert!(!is_stdlib(b"/srv/app/helper.py"));
+        assert!(!is_stdlib(b"helper.py"));
+    }
+
+    #[test]
+    fn runtime_modules() {
+        assert!(is_runtime_module(b"/lib/x86_64-linux-gnu/libc.so.6"));
+        assert!(is_runtime_module(b"/usr/lib/libpython3.11.so.1.0"));
+        assert!(is_runtime_module(b"/usr/bin/python3.11"));
+        assert!(!is_runtime_module(b"/tmp/demo"));
+        assert!(!is_runtime_module(b"/usr/lib/libcrypto.so.3"));
+    }
+}

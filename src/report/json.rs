@@ -1,0 +1,127 @@
+//! The JSON renderer: one object per line, for tools (the `sigaudit` command reads these).
+
+use super::event::{Context, Culprit, Event, Kind, Namer};
+use crate::buf::Buf;
+use crate::python::PyFrame;
+use crate::signals;
+
+/// Writes `ev` as one JSON line, with at most `max_frames` native frames.
+pub fn write(b: &mut Buf, ev: &Event, ctx: &Context, namer: &mut Namer, max_frames: usize) {
+    b.str("{\"event\":\"")
+        .str(ev.kind.name())
+        .str("\",\"time\":\"");
+    b.iso_time(ctx.now.0, ctx.now.1);
+    b.str("\",\"pid\":").int(ctx.pid as i64);
+    b.str(",\"ppid\":").int(ctx.ppid as i64);
+    b.str(",\"tid\":").int(ctx.tid as i64);
+    b.str(",\"exe\":").json_str(ctx.exe);
+    b.str(",\"argv\":[");
+    for (i, arg) in ctx
+        .cmdline
+        .split(|&c| c == 0)
+        .filter(|a| !a.is_empty())
+        .enumerate()
+    {
+        if i > 0 {
+            b.byte(b',');
+        }
+        b.json_str(arg);
+    }
+    b.str("],\"signal\":\"");
+    signals::write_name(b, ev.signo);
+    b.str("\",\"signo\":").int(ev.signo as i64);
+    b.str(",\"via\":\"").str(ev.via).str("\"");
+    b.str(",\"old\":\"")
+        .str(ev.old.disposition.name())
+        .str("\"");
+    b.str(",\"old_flags\":");
+    signals::write_flags(b, ev.old.flags, true);
+    b.str(",\"new\":\"")
+        .str(ev.new.disposition.name())
+        .str("\"");
+    b.str(",\"flags\":");
+    signals::write_flags(b, ev.new.flags, true);
+    b.str(",\"action\":\"").str(ev.outcome.name()).str("\"");
+    if ev.kind == Kind::Echild {
+        b.str(",\"errno\":\"ECHILD\",\"cause\":");
+        match ev.cause {
+            Some(c) => b.bytes(c),
+            None => b.str("null"),
+        };
+    }
+    b.str(",\"python\":[");
+    for (i, f) in ev.python.frames().iter().enumerate() {
+        if i > 0 {
+            b.byte(b',');
+        }
+        py_frame(b, f);
+    }
+    b.str("],\"python_truncated\":")
+        .str(bool_str(ev.python.truncated));
+    b.str(",\"backtrace\":[");
+    let frames = ev.backtrace.frames();
+    for (i, &ip) in frames.iter().take(max_frames).enumerate() {
+        if i > 0 {
+            b.byte(b',');
+        }
+        native_frame(b, namer, ip);
+    }
+    let cut = ev.backtrace.truncated || max_frames < frames.len();
+    b.str("],\"backtrace_truncated\":").str(bool_str(cut));
+    b.str("}\n");
+}
+
+fn bool_str(v: bool) -> &'static str {
+    if v { "true" } else { "false" }
+}
+
+fn py_frame(b: &mut Buf, f: &PyFrame) {
+    b.str("{\"file\":").json_str(f.file());
+    b.str(",\"line\":").int(f.line as i64);
+    b.str(",\"function\":").json_str(f.function());
+    b.byte(b'}');
+}
+
+fn native_frame(b: &mut Buf, namer: &mut Namer, ip: usize) {
+    b.str("{\"addr\":\"").hex(ip as u64).byte(b'"');
+    if let Some(f) = namer.frame(ip) {
+        b.str(",\"module\":").json_str(f.module);
+        b.str(",\"offset\":\"").hex(f.offset as u64).byte(b'"');
+        if let Some((name, off)) = f.symbol {
+            b.str(",\"symbol\":\"")
+                .text(name)
+                .byte(b'+')
+                .hex(off as u64)
+                .byte(b'"');
+        }
+    }
+    b.byte(b'}');
+}
+
+/// Writes the cause summary of `ev` (an ignore or inherited ignore) as a JSON object, for the
+/// `cause` of a later `echild` record.
+pub fn cause(b: &mut Buf, ev: &Event, ctx: &Context, namer: &mut Namer) {
+    let culprit = Culprit::of(ev, namer);
+    b.str("{\"event\":\"")
+        .str(ev.kind.name())
+        .str("\",\"time\":\"");
+    b.iso_time(ctx.now.0, ctx.now.1);
+    b.str("\",\"pid\":").int(ctx.pid as i64);
+    b.str(",\"via\":\"").str(ev.via).str("\",\"signal\":\"");
+    signals::write_name(b, ev.signo);
+    b.str("\",\"python\":[");
+    for (i, f) in culprit.python().enumerate() {
+        if i > 0 {
+            b.byte(b',');
+        }
+        py_frame(b, f);
+    }
+    b.str("],\"native\":");
+    match culprit.native {
+        Some(ip) => native_frame(b, namer, ip),
+        None => {
+            b.str("null");
+        }
+    }
+    b.byte(b'}');
+}

@@ -1,0 +1,184 @@
+//! The output sink: where a finished record goes (`SIGAUDIT_OUTPUT`: a file opened for each
+//! record, or stderr while it still is the program's stderr), in one `write()`.
+
+use crate::buf::Buf;
+use crate::config::Config;
+use libc::c_int;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+/// The output file could not be opened and that has been said.
+static OPEN_FAILED_SAID: AtomicBool = AtomicBool::new(false);
+
+/// Writes a finished record to the configured output; falls back to stderr, saying why, when
+/// the file cannot be opened.
+///
+/// The file is opened for each record and closed after it. A descriptor kept open between events
+/// would be the host's business: a program that lists its descriptors (CPython's
+/// `test_pass_fds_redirected` does) would see it, and one that closes every descriptor and opens
+/// its own files could get ours' number, so that the next record lands in the program's file.
+/// Events are rare; an `open` and a `close` each are cheap next to capturing a stack.
+pub fn emit(config: &Config, record: &[u8]) {
+    let Some(template) = config.output_path() else {
+        to_stderr(record);
+        return;
+    };
+    // SAFETY: no preconditions.
+    let pid = unsafe { libc::getpid() };
+    let failed = match open_output(template, pid) {
+        Ok(fd) => {
+            let written = write_all(fd, record);
+            // SAFETY: our own descriptor, opened above.
+            unsafe { libc::close(fd) };
+            written.err().map(|e| ("cannot write to", e))
+        }
+        Err(errno) => Some(("cannot open", errno)),
+    };
+    // A file that cannot be opened or written (a missing folder, a full disk): say so, once,
+    // and report on stderr instead, so that no event is lost without a word.
+    if let Some((what, errno)) = failed {
+        if !OPEN_FAILED_SAID.swap(true, Ordering::Relaxed) {
+            let mut mem = [0u8; 1400];
+            let mut b = Buf::new(&mut mem);
+            b.str("sigaudit: pid ").int(pid as i64).str(": ").str(what);
+            b.str(" SIGAUDIT_OUTPUT ").text(template).str(": ");
+            b.str(errno_name(errno))
+                .str("; reporting on stderr instead\n");
+            to_stderr(b.as_bytes());
+        }
+        to_stderr(record);
+    }
+}
+
+/// stderr as it was when the library loaded: 0 not looked at (a hook before our constructor),
+/// [`STDERR_CLOSED`], or its [`file_id`].
+static STDERR_AT_LOAD: AtomicU64 = AtomicU64::new(0);
+const STDERR_CLOSED: u64 = u64::MAX;
+
+/// Notes what stderr is. Constructor only.
+pub fn note_stderr() {
+    STDERR_AT_LOAD.store(file_id(2).unwrap_or(STDERR_CLOSED), Ordering::Relaxed);
+}
+
+/// Writes to stderr, unless descriptor 2 is no longer the program's stderr. A program started
+/// with stderr closed, or one that closed it, gets descriptor 2 for the next file it opens: its
+/// data, which an event must never be written into. So: nothing when stderr was closed at load;
+/// and when descriptor 2 is another file than at load, only if it is not a regular file or is
+/// one opened for appending (a log the program sent its stderr to), not a file opened for writing.
+fn to_stderr(bytes: &[u8]) {
+    let at_load = STDERR_AT_LOAD.load(Ordering::Relaxed);
+    if at_load == STDERR_CLOSED {
+        return;
+    }
+    if at_load != 0 && file_id(2) != Some(at_load) {
+        // SAFETY: fstat writes only into `st`; F_GETFL reads the descriptor's flags.
+        let mut st = unsafe { std::mem::zeroed::<libc::stat>() };
+        // SAFETY: as above.
+        let regular =
+            unsafe { libc::fstat(2, &mut st) } == 0 && st.st_mode & libc::S_IFMT == libc::S_IFREG;
+        // SAFETY: as above.
+        let append = unsafe { libc::fcntl(2, libc::F_GETFL) } & libc::O_APPEND != 0;
+        if regular && !append {
+            return;
+        }
+    }
+    let _ = write_all(2, bytes);
+}
+
+/// A file's identity: its device and inode in one word (never 0 or [`STDERR_CLOSED`] in
+/// practice: no file has device and inode 0, and both are below 2^32).
+fn file_id(fd: c_int) -> Option<u64> {
+    // SAFETY: fstat writes only into `st`.
+    let mut st = unsafe { std::mem::zeroed::<libc::stat>() };
+    // SAFETY: as above; a bad descriptor just fails.
+    if unsafe { libc::fstat(fd, &mut st) } != 0 {
+        return None;
+    }
+    Some(st.st_dev.rotate_left(32) ^ st.st_ino)
+}
+
+/// Opens the output file for `pid`: `%p` becomes the pid, `%%` a `%`. Append-only, close-on-exec,
+/// never through a symlink, created private to the user.
+fn open_output(template: &[u8], pid: c_int) -> Result<c_int, c_int> {
+    let mut mem = [0u8; crate::config::PATH_CAP + 32];
+    let mut b = Buf::new(&mut mem);
+    let mut it = template.iter().peekable();
+    while let Some(&c) = it.next() {
+        match (c, it.peek()) {
+            (b'%', Some(b'p')) => {
+                it.next();
+                b.int(pid as i64);
+            }
+            (b'%', Some(b'%')) => {
+                it.next();
+                b.byte(b'%');
+            }
+            _ => {
+                b.byte(c);
+            }
+        }
+    }
+    b.byte(0);
+    if b.overflowed() {
+        return Err(libc::ENAMETOOLONG);
+    }
+    // O_NONBLOCK: a FIFO with no reader fails (ENXIO) instead of hanging the program.
+    let flags = libc::O_WRONLY
+        | libc::O_NONBLOCK
+        | libc::O_APPEND
+        | libc::O_CREAT
+        | libc::O_CLOEXEC
+        | libc::O_NOFOLLOW
+        | libc::O_NOCTTY;
+    // SAFETY: the path is NUL-terminated.
+    let fd = unsafe { libc::open(b.as_bytes().as_ptr() as *const libc::c_char, flags, 0o600) };
+    if fd < 0 {
+        Err(crate::guard::errno())
+    } else {
+        Ok(fd)
+    }
+}
+
+/// Writes all of `bytes`, retrying short writes and interruptions, waiting a bounded time for a
+/// non-blocking descriptor to drain. Returns the `errno` of a write that failed otherwise.
+pub fn write_all(fd: c_int, mut bytes: &[u8]) -> Result<(), c_int> {
+    let mut waits = 0;
+    while !bytes.is_empty() {
+        // SAFETY: bytes is readable for its length.
+        let n = unsafe { libc::write(fd, bytes.as_ptr() as *const libc::c_void, bytes.len()) };
+        if n > 0 {
+            bytes = bytes.get(n as usize..).unwrap_or(&[]);
+            continue;
+        }
+        match crate::guard::errno() {
+            libc::EINTR => continue,
+            libc::EAGAIN if waits < 20 => {
+                waits += 1;
+                let mut p = libc::pollfd {
+                    fd,
+                    events: libc::POLLOUT,
+                    revents: 0,
+                };
+                // SAFETY: one valid pollfd.
+                unsafe { libc::poll(&mut p, 1, 50) };
+            }
+            e => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+fn errno_name(e: c_int) -> &'static str {
+    match e {
+        libc::ENOENT => "ENOENT (a folder on the path does not exist)",
+        libc::EACCES => "EACCES (permission denied)",
+        libc::ELOOP => "ELOOP (the path is a symlink, which is never followed)",
+        libc::ENOTDIR => "ENOTDIR (a part of the path is not a folder)",
+        libc::EISDIR => "EISDIR (the path is a folder)",
+        libc::EROFS => "EROFS (read-only file system)",
+        libc::ENOSPC => "ENOSPC (no space left on device)",
+        libc::EMFILE | libc::ENFILE => "EMFILE (too many open files)",
+        libc::ENAMETOOLONG => "ENAMETOOLONG (the path is too long)",
+        libc::EPERM => "EPERM (operation not permitted)",
+        _ => "error",
+    }
+}
