@@ -129,7 +129,7 @@ impl<'a> Buf<'a> {
     /// A JSON string literal, quotes included. Valid UTF-8 passes through; control characters
     /// are escaped; each byte of an invalid UTF-8 sequence becomes `\u00XX` (its Latin-1
     /// reading), so the output stays valid JSON for any input bytes. A record that overflowed its
-    /// buffer must be thrown away by the caller (see `report.rs`), never written half-done.
+    /// buffer must be thrown away by the caller (see `report::render`), never written half-done.
     pub fn json_str(&mut self, s: &[u8]) -> &mut Self {
         self.byte(b'"');
         let mut i = 0;

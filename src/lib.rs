@@ -8,7 +8,7 @@
 //! (`hooks.rs`): the dynamic loader binds the program's calls to ours, and ours call the real
 //! ones, found with `dlsym(RTLD_NEXT)` (`real.rs`). Each hook describes the request and hands it
 //! to `audit::intercept`, which asks `policy::decide` what it is. An unwatched change passes
-//! straight through. A watched one is reported (`report.rs`) with its stacks (`unwind.rs`,
+//! straight through. A watched one is reported (`report/`) with its stacks (`unwind.rs`,
 //! `python.rs`) and then let through, refused or turned into an `abort()`, per `SIGAUDIT_MODE`.
 //! The configuration is read once by the constructor (`init.rs`, `config.rs`).
 //!
