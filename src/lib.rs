@@ -39,6 +39,7 @@
 
 mod audit;
 mod buf;
+mod buildid;
 mod cause;
 mod config;
 mod diag;

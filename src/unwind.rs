@@ -167,6 +167,21 @@ pub struct Location {
     /// The module's path as the loader has it (empty for the main program).
     pub module: &'static [u8],
     pub map: *const LinkMap,
+    /// The module's whole mapping, `[start, end)`.
+    pub start: usize,
+    pub end: usize,
+}
+
+impl Location {
+    /// The module, as `buildid.rs` reads it.
+    pub fn buildid_module(&self) -> crate::buildid::Module {
+        crate::buildid::Module {
+            map: self.map as usize,
+            base: self.base,
+            start: self.start,
+            end: self.end,
+        }
+    }
 }
 
 /// Finds the module of `ip` (a return address) without locks or allocation; `None` without
@@ -198,5 +213,7 @@ pub fn locate(ip: usize) -> Option<Location> {
         // SAFETY: l_name is a NUL-terminated string owned by the loader (maybe empty).
         module: unsafe { objects::cstr(map.l_name, 4096) },
         map: dlfo.link_map,
+        start: dlfo.map_start as usize,
+        end: dlfo.map_end as usize,
     })
 }
