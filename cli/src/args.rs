@@ -51,11 +51,14 @@ install with the library in the same folder), and in ../lib/sigaudit/ from it.
 
 sigaudit symbolize [--text] [FILE...]
   Reads JSON event records (FILE, or stdin when none or `-`) and adds to each native frame with a
-  module and offset its `function`, `file`, `line` (and `inlined_into`, outwards) from the
-  module's DWARF debug information, or from its separate debug file (build ID under
-  /usr/lib/debug, or .gnu_debuglink), read here, never in the audited process. Frames without
-  debug information keep what they had; lines that are not records pass through unchanged.
-  With --text, records are written readable instead.";
+  module and offset its `function`, `file`, `line` (and `inlined_into`, outwards) from the debug
+  information of the exact build that ran (the frame's build_id): the module file if it is that
+  build, else a separate debug file (by build ID under /usr/lib/debug, or .gnu_debuglink), else
+  the debuginfod servers in DEBUGINFOD_URLS (cache: DEBUGINFOD_CACHE_PATH, else
+  ~/.cache/debuginfod_client, shared with gdb and perf; DEBUGINFOD_TIMEOUT), read here, never
+  in the audited process. Frames without debug information keep what they had; lines that are
+  not records pass through unchanged. With --text, records are written readable instead.
+  `sigaudit -- COMMAND` does the same for what it shows when DEBUGINFOD_URLS is set.";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {

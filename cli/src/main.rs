@@ -8,9 +8,10 @@
 //! Files: `args.rs` (command line), `library.rs` (finding the `.so`), `run.rs` (environment,
 //! spawn, wait, record files), `forward.rs` (passing signals on), `record.rs` (reading a record,
 //! choosing the frame to blame), `preflight.rs` (a command the library cannot enter), `text.rs` (records for people), `summary.rs`, `symbolize.rs`
-//! (DWARF lookups), `signals.rs` (names).
+//! (DWARF lookups), `debuginfod.rs` (debug files from servers), `signals.rs` (names).
 
 mod args;
+mod debuginfod;
 mod forward;
 mod library;
 mod preflight;

@@ -131,6 +131,74 @@ pub fn native_frame(f: &Value) -> String {
     }
 }
 
+/// Modules of `rec`'s native frames (outside libc and the interpreter) that have no name for any
+/// of their frames: no function, no symbol. Such a module is stripped, and its debug information
+/// was not found; each is listed once, innermost first.
+pub fn stripped_modules(rec: &Value) -> Vec<&str> {
+    let frames: Vec<&Value> = array(rec, "backtrace")
+        .iter()
+        .chain(rec.get("cause").and_then(|c| c.get("native")))
+        .filter(|f| f.is_object())
+        .collect();
+    let named = |f: &&Value| !s(f, "function").is_empty() || !s(f, "symbol").is_empty();
+    let mut out: Vec<&str> = Vec::new();
+    for f in &frames {
+        let module = s(f, "module");
+        if module.is_empty() || is_runtime_module(module) || out.contains(&module) {
+            continue;
+        }
+        if !frames.iter().any(|g| s(g, "module") == module && named(g)) {
+            out.push(module);
+        }
+    }
+    out
+}
+
+/// What to do about a stripped module, for people: two lines, the first starting `note:`.
+pub fn stripped_advice(module: &str) -> [String; 2] {
+    let name = basename(module);
+    let package = match debian_package(module) {
+        Some(p) => format!("{p}-dbgsym or {p}-dbg"),
+        None => "-dbgsym, -dbg or -debuginfo".into(),
+    };
+    let debuginfod = if std::env::var_os("DEBUGINFOD_URLS").is_some_and(|v| !v.is_empty()) {
+        "or add a debuginfod server that has it to DEBUGINFOD_URLS"
+    } else {
+        "or set DEBUGINFOD_URLS to a debuginfod server and run sigaudit again (or `sigaudit \
+         symbolize` on saved --json records)"
+    };
+    [
+        format!(
+            "note: {name} is stripped, so its frames have no names: install its debug package ({package}),"
+        ),
+        format!("  {debuginfod}"),
+    ]
+}
+
+/// The Debian package that installed `path`, if `dpkg-query` knows one (merged-/usr paths are
+/// tried both ways).
+fn debian_package(path: &str) -> Option<String> {
+    let mut paths = vec![path.to_string()];
+    if let Some(rest) = path.strip_prefix("/usr") {
+        paths.push(rest.to_string());
+    } else if path.starts_with('/') {
+        paths.push(format!("/usr{path}"));
+    }
+    paths.iter().find_map(|p| {
+        let out = std::process::Command::new("dpkg-query")
+            .args(["-S", p])
+            .stdin(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .output()
+            .ok()?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        let (packages, _) = text.lines().next()?.split_once(": ")?;
+        let first = packages.split(", ").next()?;
+        let name = first.split(':').next()?.trim();
+        (out.status.success() && !name.is_empty()).then(|| name.to_string())
+    })
+}
+
 /// The frame a record's own stack blames.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Culprit {
@@ -161,16 +229,19 @@ pub fn culprit(rec: &Value) -> Option<Culprit> {
     {
         return Some(Culprit::Python(python_frame(f)));
     }
-    let native = array(rec, "backtrace");
-    if let Some(f) = native
-        .iter()
-        .find(|f| !s(f, "module").is_empty() && !is_runtime_module(s(f, "module")))
-    {
+    if let Some(f) = native_culprit(rec) {
         return Some(Culprit::Native(native_frame(f)));
     }
-    native
+    array(rec, "backtrace")
         .first()
         .map(|f| Culprit::RuntimeOnly(native_frame(f)))
+}
+
+/// The first native frame outside libc and the interpreter.
+pub fn native_culprit(rec: &Value) -> Option<&Value> {
+    array(rec, "backtrace")
+        .iter()
+        .find(|f| !s(f, "module").is_empty() && !is_runtime_module(s(f, "module")))
 }
 
 /// Where an `echild` record's cause was, as kept by the library.
@@ -230,6 +301,43 @@ mod tests {
             "PyOS_setsig+0x39 (libpython3.11.so.1.0+0x20) (no frame outside libc and the interpreter)"
         );
         assert_eq!(culprit(&json!({"backtrace": []})), None);
+    }
+
+    #[test]
+    fn stripped_modules_are_those_without_any_name() {
+        let rec = json!({"backtrace": [
+            {"addr": "0x1", "module": "/lib/x86_64-linux-gnu/libc.so.6", "offset": "0x10"},
+            {"addr": "0x2", "module": "/usr/sbin/daemon", "offset": "0x24101"},
+            {"addr": "0x3", "module": "/usr/lib/libnamed.so", "offset": "0x20", "symbol": "f+0x3"},
+            {"addr": "0x4", "module": "/usr/lib/libnamed.so", "offset": "0x40"},
+            {"addr": "0x5", "module": "/usr/sbin/daemon", "offset": "0x1081"},
+        ], "cause": {"native": {"addr": "0x9", "module": "/opt/x/libother.so", "offset": "0x9"}}});
+        assert_eq!(
+            stripped_modules(&rec),
+            ["/usr/sbin/daemon", "/opt/x/libother.so"]
+        );
+        let advice = stripped_advice("/opt/x/libother.so").join("\n");
+        assert!(
+            advice.starts_with("note: libother.so is stripped"),
+            "{advice}"
+        );
+        assert!(advice.contains("-dbgsym"), "{advice}");
+        assert!(advice.contains("DEBUGINFOD_URLS"), "{advice}");
+    }
+
+    #[test]
+    fn the_debian_package_of_a_file() {
+        if std::process::Command::new("dpkg-query")
+            .arg("--version")
+            .output()
+            .is_err()
+        {
+            eprintln!("note: no dpkg-query here: skipped");
+            return;
+        }
+        let sh = std::fs::canonicalize("/bin/sh").unwrap();
+        assert!(debian_package(sh.to_str().unwrap()).is_some(), "{sh:?}");
+        assert_eq!(debian_package("/nonexistent/prog"), None);
     }
 
     #[test]

@@ -175,6 +175,7 @@ struct Sink {
     file: Option<(PathBuf, File)>,
     json: bool,
     failed: bool,
+    text: text::Stream,
 }
 
 impl Sink {
@@ -196,6 +197,7 @@ impl Sink {
             file,
             json: opts.json,
             failed: false,
+            text: text::Stream::default(),
         })
     }
 
@@ -206,7 +208,7 @@ impl Sink {
             line.push('\n');
             line
         } else {
-            text::render(rec)
+            self.text.render(rec)
         };
         match &mut self.file {
             None => {

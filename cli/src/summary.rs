@@ -51,8 +51,16 @@ pub fn render(records: &[Value], watch: &str, output: Option<&Path>) -> String {
             }),
         }
     }
+    let mut noted = BTreeSet::new();
     for g in &groups {
         g.write(&mut out);
+        for module in &g.first.stripped {
+            if noted.insert(module) {
+                for line in record::stripped_advice(module) {
+                    let _ = writeln!(out, "      {line}");
+                }
+            }
+        }
     }
     if let Some(path) = output {
         let _ = writeln!(out, "sigaudit: full records in {}", path.display());
@@ -75,6 +83,8 @@ struct Event {
     what: String,
     /// Where, and for `echild` the cause: indented lines.
     detail: String,
+    /// Stripped modules of the frames `detail` shows.
+    stripped: Vec<String>,
 }
 
 /// Events that say the same thing.
@@ -179,12 +189,23 @@ fn event(rec: &Value, all: &[Value]) -> Event {
             }
         }
     }
+    let mut shown: Vec<&Value> = Vec::new();
+    if matches!(record::culprit(rec), Some(Culprit::Native(_))) {
+        shown.extend(record::native_culprit(rec));
+    }
+    shown.extend(rec.get("cause").and_then(|c| c.get("native")));
+    let stripped = record::stripped_modules(rec)
+        .into_iter()
+        .filter(|m| shown.iter().any(|f| s(f, "module") == *m))
+        .map(str::to_string)
+        .collect();
     Event {
         pid,
         program: record::program(rec),
         argv,
         what: out.trim_end().to_string(),
         detail,
+        stripped,
     }
 }
 
@@ -234,11 +255,16 @@ mod tests {
                        "backtrace": [{"addr": "0x1", "module": "/bin/dash", "offset": "0x12f11"}]})
             })
             .collect();
+        let text = render(&records, "PIPE", None);
+        let (said, note) = text.split_at(text.find("      note: ").expect("a note"));
         assert_eq!(
-            render(&records, "PIPE", None),
+            said,
             "sigaudit: 7 processes reported 7 events:\n\
              \x20 dash, 7 times in 7 processes (pid 100, 101, 102, 103, 104, ...): SIGPIPE ignored via sigaction() [logged]\n\
              \x20     where: dash+0x12f11\n"
         );
+        // dash has no name there: said once, with what to do.
+        assert!(note.starts_with("      note: dash is stripped"), "{note}");
+        assert_eq!(note.lines().count(), 2, "{note}");
     }
 }

@@ -1,17 +1,24 @@
 //! Offline symbolization: function, source file and line for a native frame, from the DWARF debug
-//! information of its module file, read here in the sigaudit process and never in the audited
-//! one. Also the `sigaudit symbolize` subcommand.
+//! information of its module, read here in the sigaudit process and never in the audited one.
+//! Also the `sigaudit symbolize` subcommand.
 //!
 //! A frame's `offset` is a return address relative to its module's load base, which for an ELF
 //! file is the address the linker gave it; the call itself is the instruction before it, so the
 //! lookup is for `offset - 1`.
 //!
-//! A module without DWARF of its own may have it in a separate file, as distributions ship it
-//! (`-dbgsym`/`-debuginfo` packages) and `objcopy --only-keep-debug` makes it: found by build ID
-//! under `/usr/lib/debug/.build-id/`, or by the `.gnu_debuglink` name (checked against its CRC)
-//! next to the module, in `.debug/` there, or under `/usr/lib/debug/`, as GDB looks.
+//! Which debug information: a frame names its module's path and, from records of this version
+//! on, its GNU build ID, which identifies the exact build that ran. The module file is used only
+//! if its build ID is that one (a rebuilt or upgraded file at the same path would give wrong
+//! names); then, for a module without DWARF of its own, a separate debug file, as distributions
+//! ship them (`-dbgsym`/`-dbg`/`-debuginfo` packages) and `objcopy --only-keep-debug` makes them:
+//! by build ID under `/usr/lib/debug/.build-id/`, or by the module's `.gnu_debuglink` name
+//! (checked against its CRC) next to it, in `.debug/` there, or under `/usr/lib/debug/`, as GDB
+//! looks; then, when `DEBUGINFOD_URLS` is set, the debuginfod servers (`debuginfod.rs`). Every
+//! debug file is checked to carry the build ID asked for. A record without build IDs (from an
+//! older library) uses the module file as it is.
 
 use crate::args::SymbolizeOptions;
+use crate::debuginfod;
 use crate::text;
 use serde_json::{Map, Value, json};
 use std::collections::HashMap;
@@ -27,11 +34,13 @@ pub struct Source {
     pub line: Option<u32>,
 }
 
-/// Loaded modules, kept for the life of the symbolizer. A module that cannot be read or has no
-/// debug information is remembered as such.
+/// Loaded modules, kept for the life of the symbolizer, by path and build ID. A module whose
+/// debug information cannot be found is remembered as such.
 #[derive(Default)]
 pub struct Symbolizer {
-    modules: HashMap<String, Option<addr2line::Loader>>,
+    modules: HashMap<(String, Option<String>), Option<addr2line::Loader>>,
+    /// The debuginfod client, made when first needed (`None` inside: no `DEBUGINFOD_URLS`).
+    debuginfod: Option<Option<debuginfod::Client>>,
 }
 
 impl Symbolizer {
@@ -39,14 +48,15 @@ impl Symbolizer {
         Self::default()
     }
 
-    /// The source levels for return address `offset` in `module`, innermost first; empty when
-    /// the module has no line information for it.
-    pub fn lookup(&mut self, module: &str, offset: u64) -> Vec<Source> {
-        let loader = self
-            .modules
-            .entry(module.to_string())
-            .or_insert_with(|| load(Path::new(module)));
-        let Some(loader) = loader else {
+    /// The source levels for return address `offset` in `module` (of build `build_id`, when the
+    /// record says), innermost first; empty when nothing has line information for it.
+    pub fn lookup(&mut self, module: &str, build_id: Option<&str>, offset: u64) -> Vec<Source> {
+        let key = (module.to_string(), build_id.map(str::to_string));
+        if !self.modules.contains_key(&key) {
+            let loader = self.load(Path::new(module), build_id);
+            self.modules.insert(key.clone(), loader);
+        }
+        let Some(Some(loader)) = self.modules.get(&key) else {
             return Vec::new();
         };
         let probe = offset.saturating_sub(1);
@@ -92,7 +102,12 @@ impl Symbolizer {
             return;
         };
         let module = module.to_string();
-        let sources = self.lookup(&module, offset);
+        let build_id = obj
+            .get("build_id")
+            .and_then(Value::as_str)
+            .filter(|id| is_build_id(id))
+            .map(str::to_string);
+        let sources = self.lookup(&module, build_id.as_deref(), offset);
         let Some((first, outer)) = sources.split_first() else {
             return;
         };
@@ -121,45 +136,119 @@ impl Symbolizer {
             self.annotate_frame(native);
         }
     }
-}
 
-/// The DWARF for `module`: its own, else a separate debug file's, else just its symbol table.
-fn load(module: &Path) -> Option<addr2line::Loader> {
-    let loader = addr2line::Loader::new(module).ok()?;
-    let has_dwarf = [&b".debug_info"[..], b".debug_line", b".zdebug_info"]
-        .iter()
-        .any(|name| loader.get_section_range(name).is_some());
-    if has_dwarf {
-        return Some(loader);
-    }
-    separate_debug_file(module)
-        .and_then(|p| addr2line::Loader::new(p).ok())
-        .or(Some(loader))
-}
-
-/// Where GDB would find the separate debug file of `module`, if there is one.
-pub fn separate_debug_file(module: &Path) -> Option<PathBuf> {
-    use object::Object;
-    use std::os::unix::ffi::OsStrExt;
-    let module = std::fs::canonicalize(module).ok()?;
-    let data = std::fs::read(&module).ok()?;
-    let file = object::File::parse(&*data).ok()?;
-    let root = Path::new("/usr/lib/debug");
-    if let Ok(Some(id)) = file.build_id()
-        && id.len() > 1
-    {
-        let hex: String = id.iter().map(|b| format!("{b:02x}")).collect();
-        let p = root
-            .join(".build-id")
-            .join(&hex[..2])
-            .join(format!("{}.debug", &hex[2..]));
-        if p.is_file() {
-            return Some(p);
+    /// The DWARF for `module` of build `build_id`: see the module's documentation for the order.
+    fn load(&mut self, module: &Path, build_id: Option<&str>) -> Option<addr2line::Loader> {
+        let file = ElfFacts::read(module);
+        // The module file itself, if it is the build that ran.
+        let same = file
+            .as_ref()
+            .is_some_and(|f| build_id.is_none() || f.build_id.as_deref() == build_id);
+        if same && file.as_ref().is_some_and(|f| f.has_dwarf) {
+            return addr2line::Loader::new(module).ok();
+        }
+        let id = build_id.or_else(|| file.as_ref().and_then(|f| f.build_id.as_deref()));
+        let local = id
+            .and_then(|id| by_build_id(Path::new(DEBUG_ROOT), id))
+            .or_else(|| if same { by_debuglink(module) } else { None });
+        let remote = || -> Option<PathBuf> {
+            let id = id?;
+            let client = self
+                .debuginfod
+                .get_or_insert_with(debuginfod::Client::from_env)
+                .as_mut()?;
+            let path = client.debuginfo(id, &module.to_string_lossy()).ok()?;
+            let served = ElfFacts::read(&path);
+            if served.as_ref().and_then(|f| f.build_id.as_deref()) == Some(id) {
+                Some(path)
+            } else {
+                eprintln!(
+                    "sigaudit: the debuginfod server's file for build ID {id} is not that build: \
+                     not used ({})",
+                    path.display()
+                );
+                None
+            }
+        };
+        if let Some(debug) = local.or_else(remote) {
+            return addr2line::Loader::new(debug).ok();
+        }
+        // Its symbol table at least, when it is the right build.
+        if same {
+            addr2line::Loader::new(module).ok()
+        } else {
+            None
         }
     }
-    let (name, crc) = file.gnu_debuglink().ok()??;
-    let name = std::ffi::OsStr::from_bytes(name);
+}
+
+/// Where distributions put separate debug files.
+const DEBUG_ROOT: &str = "/usr/lib/debug";
+
+/// Whether `s` looks like a build ID: an even number of hex digits, at least two bytes.
+fn is_build_id(s: &str) -> bool {
+    s.len() >= 4 && s.len().is_multiple_of(2) && s.bytes().all(|c| c.is_ascii_hexdigit())
+}
+
+/// What an ELF file says about itself.
+struct ElfFacts {
+    /// Its GNU build ID, lowercase hex.
+    build_id: Option<String>,
+    /// It has DWARF line information of its own.
+    has_dwarf: bool,
+    /// Its `.gnu_debuglink`: file name and CRC.
+    debuglink: Option<(Vec<u8>, u32)>,
+}
+
+impl ElfFacts {
+    fn read(path: &Path) -> Option<ElfFacts> {
+        use object::{Object, ObjectSection};
+        let data = std::fs::read(path).ok()?;
+        let file = object::File::parse(&*data).ok()?;
+        let build_id = file
+            .build_id()
+            .ok()
+            .flatten()
+            .map(|id| id.iter().map(|b| format!("{b:02x}")).collect());
+        let has_dwarf = [".debug_info", ".debug_line", ".zdebug_info"]
+            .iter()
+            .any(|name| {
+                file.section_by_name(name).is_some_and(|s| {
+                    s.kind() != object::SectionKind::UninitializedData && s.size() > 0
+                })
+            });
+        let debuglink = file
+            .gnu_debuglink()
+            .ok()
+            .flatten()
+            .map(|(name, crc)| (name.to_vec(), crc));
+        Some(ElfFacts {
+            build_id,
+            has_dwarf,
+            debuglink,
+        })
+    }
+}
+
+/// `ROOT/.build-id/xx/rest.debug` for build ID `id` (hex), if it is there and is that build.
+fn by_build_id(root: &Path, id: &str) -> Option<PathBuf> {
+    let (head, rest) = (id.get(..2)?, id.get(2..)?);
+    let p = root
+        .join(".build-id")
+        .join(head)
+        .join(format!("{rest}.debug"));
+    let facts = ElfFacts::read(&p)?;
+    (facts.build_id.as_deref() == Some(id)).then_some(p)
+}
+
+/// The file `module`'s `.gnu_debuglink` names, where GDB would look, if its CRC matches.
+fn by_debuglink(module: &Path) -> Option<PathBuf> {
+    use std::os::unix::ffi::OsStrExt;
+    let module = std::fs::canonicalize(module).ok()?;
+    let (name, crc) = ElfFacts::read(&module)?.debuglink?;
+    let name = std::ffi::OsStr::from_bytes(&name);
     let dir = module.parent()?;
+    let root = Path::new(DEBUG_ROOT);
     let candidates = [
         dir.join(name),
         dir.join(".debug").join(name),
@@ -236,13 +325,14 @@ fn convert(
     sym: &mut Symbolizer,
     text: bool,
 ) -> std::io::Result<()> {
+    let mut stream = text::Stream::default();
     for line in input.split(b'\n') {
         let line = line?;
         match parse_record(&line) {
             Some(mut record) => {
                 sym.annotate_record(&mut record);
                 if text {
-                    out.write_all(text::render(&record).as_bytes())?;
+                    out.write_all(stream.render(&record).as_bytes())?;
                 } else {
                     serde_json::to_writer(&mut *out, &record)?;
                     out.write_all(b"\n")?;
@@ -277,6 +367,14 @@ mod tests {
         assert_eq!(parse_hex("0x1a2b"), Some(0x1a2b));
         assert_eq!(parse_hex("ff"), Some(0xff));
         assert_eq!(parse_hex("0xzz"), None);
+    }
+
+    #[test]
+    fn build_ids_are_hex() {
+        assert!(is_build_id("2b3ac2f356eef24ac92e6ee3183980e9153d5fcd"));
+        assert!(!is_build_id("2b3"));
+        assert!(!is_build_id("../../etc/passwd"));
+        assert!(!is_build_id(""));
     }
 
     #[test]

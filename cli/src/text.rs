@@ -3,7 +3,29 @@
 
 use crate::record::{self, array, int, s};
 use serde_json::Value;
+use std::collections::HashSet;
 use std::fmt::Write;
+
+/// Records one after another, as a stream shows them: each one [`render`]ed, followed by a note
+/// for each stripped module not noted before (see [`record::stripped_advice`]).
+#[derive(Default)]
+pub struct Stream {
+    noted: HashSet<String>,
+}
+
+impl Stream {
+    pub fn render(&mut self, rec: &Value) -> String {
+        let mut out = render(rec);
+        for module in record::stripped_modules(rec) {
+            if self.noted.insert(module.to_string()) {
+                for line in record::stripped_advice(module) {
+                    let _ = writeln!(out, "  {line}");
+                }
+            }
+        }
+        out
+    }
+}
 
 /// One record as readable lines, ending with a newline.
 pub fn render(rec: &Value) -> String {
@@ -149,6 +171,25 @@ mod tests {
              \x20 at 2026-01-01T00:00:00.000000Z, ppid 1, command: ./demo x\n\
              \x20   #0  main at /tmp/demo.c:9 (demo+0x1149)\n"
         );
+    }
+
+    #[test]
+    fn a_stripped_module_is_noted_once() {
+        let rec = json!({"event": "ignore", "pid": 7, "exe": "/srv/stripped",
+            "signal": "SIGCHLD", "via": "signal", "old": "SIG_DFL", "new": "SIG_IGN", "action": "logged",
+            "backtrace": [{"addr": "0x5", "module": "/srv/stripped", "offset": "0x24101"},
+                          {"addr": "0x6", "module": "/srv/stripped", "offset": "0x1081"}]});
+        let mut stream = Stream::default();
+        let first = stream.render(&rec);
+        assert!(first.ends_with('\n'), "{first}");
+        let notes: Vec<&str> = first.lines().filter(|l| l.contains("note:")).collect();
+        assert_eq!(notes.len(), 1, "{first}");
+        assert!(first.contains("\n    or set DEBUGINFOD_URLS"), "{first}");
+        assert!(
+            notes[0].starts_with("  note: stripped is stripped"),
+            "{first}"
+        );
+        assert!(!stream.render(&rec).contains("note:"));
     }
 
     #[test]

@@ -3,7 +3,6 @@
 
 mod common;
 use common::*;
-use std::os::fd::{FromRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 
 #[test]
@@ -47,20 +46,7 @@ fn a_signal_before_the_command_ends_it_like_without_sigaudit() {
 fn ctrl_c_from_the_terminal_is_not_sent_twice() {
     let d = Dir::new("terminal_ctrl_c");
     d.cc("sigwatch", "sigwatch.c", &[]);
-    let (mut master, mut slave) = (0, 0);
-    // SAFETY: out-pointers to two ints; no name, termios or window size asked for.
-    let r = unsafe {
-        libc::openpty(
-            &mut master,
-            &mut slave,
-            std::ptr::null_mut(),
-            std::ptr::null(),
-            std::ptr::null(),
-        )
-    };
-    assert_eq!(r, 0, "openpty: {}", std::io::Error::last_os_error());
-    // SAFETY: both descriptors were just opened and are owned here alone.
-    let (master, slave) = unsafe { (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) };
+    let (master, slave) = open_pty();
     let mut cmd = d.sigaudit().args(["--quiet", "./sigwatch"]);
     cmd.command.stdin(std::process::Stdio::from(slave));
     // SAFETY: setsid and ioctl are async-signal-safe, as pre_exec requires.

@@ -6,15 +6,7 @@ use common::*;
 /// Records from the library itself (no sigaudit command involved) for the C fixture.
 fn raw_records(d: &Dir) -> String {
     d.cc("ignorer", "ignorer.c", &[]);
-    let run = d
-        .plain("./ignorer")
-        .env("LD_PRELOAD", lib())
-        .env("SIGAUDIT_FORMAT", "json")
-        .run()
-        .code(0);
-    // ignore and echild from the program, inherited from the /bin/true it starts.
-    assert_eq!(records(&run.stderr).len(), 3, "{run}");
-    run.stderr
+    ignorer_records(d)
 }
 
 #[test]
@@ -132,6 +124,23 @@ fn text_output() {
         )),
         "{run}"
     );
+    // Every record ends its last line, so what follows (a summary saved with the records) starts
+    // on its own line; also when the input's last line has no newline. See: issue 13.
+    let text = |input: &str| {
+        d.sigaudit()
+            .args(["symbolize", "--text"])
+            .run_with_input(input.as_bytes())
+            .code(0)
+    };
+    let run = text(&format!("{raw}sigaudit: 2 processes reported 3 events:\n"));
+    assert!(
+        run.stdout
+            .contains("\nsigaudit: 2 processes reported 3 events:\n"),
+        "{run}"
+    );
+    let run = text(raw.trim_end());
+    assert!(run.stdout.ends_with(")\n"), "{run}");
+    assert_eq!(run.stdout.matches("sigaudit: pid ").count(), 3, "{run}");
 }
 
 #[test]

@@ -86,7 +86,8 @@ impl Dir {
         p
     }
 
-    /// `program`, to run in this folder with none of the caller's `SIGAUDIT_*` or `LD_PRELOAD`.
+    /// `program`, to run in this folder with none of the caller's `SIGAUDIT_*`, `LD_PRELOAD` or
+    /// `DEBUGINFOD_URLS` (a test that wants debuginfod servers names its own).
     pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
         let mut command = Command::new(program);
         command.current_dir(&self.path);
@@ -96,6 +97,7 @@ impl Dir {
             }
         }
         command.env_remove("LD_PRELOAD");
+        command.env_remove("DEBUGINFOD_URLS");
         command
     }
 }

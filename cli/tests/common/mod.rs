@@ -15,7 +15,7 @@ pub const TIMEOUT: Duration = Duration::from_secs(60);
 #[path = "../../../tests/common/shared.rs"]
 mod shared;
 #[allow(unused_imports)] // each test binary uses its own part of the harness
-pub use shared::{Cmd, Dir, Run, lib, root, target_dir};
+pub use shared::{Cmd, Dir, Run, lib, root, target_dir, tool, wait_with_timeout};
 
 /// The command under test.
 pub fn sigaudit() -> PathBuf {
@@ -250,6 +250,44 @@ pub fn run_with_timeout(cmd: &mut Command) -> Run {
 
 fn finish(child: Child, command: String) -> Run {
     shared::finish(child, command, TIMEOUT)
+}
+
+/// A fresh pseudo-terminal: (master, slave).
+pub fn open_pty() -> (std::os::fd::OwnedFd, std::os::fd::OwnedFd) {
+    use std::os::fd::FromRawFd;
+    let (mut master, mut slave) = (0, 0);
+    // SAFETY: out-pointers to two ints; no name, termios or window size asked for.
+    let r = unsafe {
+        libc::openpty(
+            &mut master,
+            &mut slave,
+            std::ptr::null_mut(),
+            std::ptr::null(),
+            std::ptr::null(),
+        )
+    };
+    assert_eq!(r, 0, "openpty: {}", std::io::Error::last_os_error());
+    // SAFETY: both descriptors were just opened and are owned here alone.
+    unsafe {
+        (
+            std::os::fd::OwnedFd::from_raw_fd(master),
+            std::os::fd::OwnedFd::from_raw_fd(slave),
+        )
+    }
+}
+
+/// The records the library itself writes (no sigaudit command involved) for `./ignorer`, built
+/// in `d` from the fixture: ignore and echild from the program, inherited from the /bin/true it
+/// starts.
+pub fn ignorer_records(d: &Dir) -> String {
+    let run = d
+        .plain("./ignorer")
+        .env("LD_PRELOAD", lib())
+        .env("SIGAUDIT_FORMAT", "json")
+        .run()
+        .code(0);
+    assert_eq!(records(&run.stderr).len(), 3, "{run}");
+    run.stderr
 }
 
 /// The JSON records among `text`'s lines; any line starting with `{` must parse.
