@@ -55,12 +55,17 @@ impl BuildId {
         self.bytes.get(..self.len as usize).unwrap_or(&[])
     }
 
-    /// The ID in lowercase hexadecimal, as debuginfod and `/usr/lib/debug/.build-id/` spell it.
-    pub fn hex_digits(&self) -> impl Iterator<Item = u8> + '_ {
+    /// Writes the ID in lowercase hexadecimal, as debuginfod and `/usr/lib/debug/.build-id/`
+    /// spell it, into `out` (room for `2 * MAX_LEN` bytes is always enough); returns its length.
+    pub fn write_hex(&self, out: &mut [u8]) -> usize {
         const DIGITS: &[u8; 16] = b"0123456789abcdef";
-        self.as_bytes()
-            .iter()
-            .flat_map(|&b| [DIGITS[(b >> 4) as usize], DIGITS[(b & 15) as usize]])
+        let mut n = 0;
+        for (&b, pair) in self.as_bytes().iter().zip(out.chunks_exact_mut(2)) {
+            pair[0] = DIGITS[(b >> 4) as usize];
+            pair[1] = DIGITS[(b & 15) as usize];
+            n += 2;
+        }
+        n
     }
 
     fn new(id: &[u8]) -> Option<BuildId> {
@@ -477,7 +482,9 @@ mod tests {
             let module = loc.buildid_module();
             match of(&module) {
                 Some(id) => {
-                    let hex = String::from_utf8(id.hex_digits().collect()).unwrap();
+                    let mut hex = [0u8; 2 * MAX_LEN];
+                    let n = id.write_hex(&mut hex);
+                    let hex = std::str::from_utf8(&hex[..n]).unwrap();
                     assert!(
                         text.contains(&format!("Build ID: {hex}\n")),
                         "{hex} of {path} not in\n{text}"

@@ -2,6 +2,7 @@
 //! in ([`Context`]), its native frames as modules, offsets and names ([`Namer`]), what it is
 //! blamed on ([`Culprit`]), and the working memory an event is built in ([`Scratch`]).
 
+use crate::buildid::{self, BuildId};
 use crate::policy::{Action, Disposition};
 use crate::python::{PyFrame, PyStack};
 use crate::symbols;
@@ -120,6 +121,8 @@ pub struct Frame<'n> {
     pub module: &'n [u8],
     pub offset: usize,
     pub symbol: Option<(&'static [u8], usize)>,
+    /// The module's GNU build ID.
+    pub build_id: Option<BuildId>,
 }
 
 impl<'a> Namer<'a> {
@@ -136,6 +139,7 @@ impl<'a> Namer<'a> {
             module,
             offset,
             symbol: symbols::name(loc.map, module, offset.saturating_sub(1)),
+            build_id: buildid::of(&loc.buildid_module()),
         })
     }
 

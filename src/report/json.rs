@@ -86,6 +86,13 @@ fn native_frame(b: &mut Buf, namer: &mut Namer, ip: usize) {
     b.str("{\"addr\":\"").hex(ip as u64).byte(b'"');
     if let Some(f) = namer.frame(ip) {
         b.str(",\"module\":").json_str(f.module);
+        if let Some(id) = f.build_id {
+            let mut hex = [0u8; 2 * crate::buildid::MAX_LEN];
+            let n = id.write_hex(&mut hex);
+            b.str(",\"build_id\":\"")
+                .bytes(hex.get(..n).unwrap_or(&[]))
+                .byte(b'"');
+        }
         b.str(",\"offset\":\"").hex(f.offset as u64).byte(b'"');
         if let Some((name, off)) = f.symbol {
             b.str(",\"symbol\":\"")
