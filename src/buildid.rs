@@ -28,6 +28,7 @@
 //! nanoseconds), and with the table full every lookup is such a read.
 
 use core::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
+use libc::{PF_R, PT_LOAD, PT_NOTE};
 
 /// Longest build ID kept. GNU ld writes 20 bytes (SHA-1) by default, 16 with `md5` or `uuid`, 8
 /// with lld's `fast`; a longer `0x...` ID given by hand is cut here.
@@ -208,9 +209,7 @@ pub unsafe fn read(base: usize, start: usize, end: usize) -> Option<BuildId> {
 
 const EHDR_SIZE: usize = 64;
 const PHDR_SIZE: usize = 56;
-const PT_LOAD: u32 = 1;
-const PT_NOTE: u32 = 4;
-const PF_R: u32 = 4;
+/// `NT_GNU_BUILD_ID` in `<elf.h>`.
 const NT_GNU_BUILD_ID: u32 = 3;
 
 /// The fields of a program header used here.
