@@ -13,9 +13,9 @@ use crate::cause;
 use crate::config::{self, Config, Mode, Problems};
 use crate::guard::{self, ErrnoGuard};
 use crate::policy::{self, Action, Decision, Disposition};
-use crate::python;
 use crate::real;
 use crate::report::{self, Event, Kind, Outcome};
+use crate::script::{self, Language};
 use crate::signals::{MAX_SIGNAL, SigSet};
 use crate::unwind;
 use libc::{c_int, c_long, sighandler_t};
@@ -212,9 +212,10 @@ fn current(signo: c_int) -> Option<Action> {
 fn event(cfg: &Config, kind: Kind, req: &Request, old: Action, new: Action, outcome: Outcome) {
     let shared = guard::in_shared_memory_child();
     report::with_scratch(|s| {
+        let mut language = Language::None;
         if kind != Kind::Inherited {
             unwind::capture(&mut s.backtrace);
-            python::capture(&mut s.python);
+            language = script::capture(&mut s.python, &mut s.missing);
         }
         let ev = Event {
             kind,
@@ -225,6 +226,8 @@ fn event(cfg: &Config, kind: Kind, req: &Request, old: Action, new: Action, outc
             outcome,
             backtrace: &s.backtrace,
             python: &s.python,
+            language,
+            missing: &s.missing,
             cause: None,
         };
         let (len, cause_len) = report::render(cfg, &ev, &mut s.text);
@@ -262,7 +265,7 @@ fn echild(via: &'static str) {
     report::with_scratch(|s| {
         let cause_len = cause::read(&mut s.prior_cause);
         unwind::capture(&mut s.backtrace);
-        python::capture(&mut s.python);
+        let language = script::capture(&mut s.python, &mut s.missing);
         let cause = cause_len.and_then(|n| s.prior_cause.get(..n));
         let ev = Event {
             kind: Kind::Echild,
@@ -273,6 +276,8 @@ fn echild(via: &'static str) {
             outcome: Outcome::Logged,
             backtrace: &s.backtrace,
             python: &s.python,
+            language,
+            missing: &s.missing,
             cause,
         };
         let (len, _) = report::render(cfg, &ev, &mut s.text);

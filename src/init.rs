@@ -5,9 +5,11 @@ use crate::audit;
 use crate::config::{self, Config, Problems};
 use crate::diag;
 use crate::guard;
+use crate::perl;
 use crate::python;
 use crate::real::{self, Need};
 use crate::report;
+use crate::shell;
 use crate::unwind;
 
 /// Runs when the dynamic loader initialises this library: after the libraries it depends on,
@@ -19,6 +21,7 @@ static CONSTRUCTOR: extern "C" fn() = constructor;
 
 extern "C" fn constructor() {
     guard::set_owner_pid();
+    report::note_load_pid();
     report::note_stderr();
     let mut problems = Problems::new();
     let mut cfg = config::from_process_env(&mut problems);
@@ -35,6 +38,8 @@ extern "C" fn constructor() {
     diag::loaded(&cfg);
     unwind::init();
     python::init();
+    perl::init();
+    shell::init();
     // SAFETY: registers a plain function; only the child handler is needed.
     unsafe { libc::pthread_atfork(None, None, Some(guard::after_fork_in_child)) };
     config::install(cfg);

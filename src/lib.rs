@@ -44,11 +44,17 @@ mod cause;
 mod config;
 mod diag;
 mod guard;
+#[cfg(test)]
+mod layout_check;
 mod objects;
+mod peek;
+mod perl;
 mod policy;
 mod python;
 mod real;
 mod report;
+mod script;
+mod shell;
 mod signals;
 mod symbols;
 mod unwind;

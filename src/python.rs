@@ -108,6 +108,7 @@
 //! the symbols are looked up once, at load time, since `dlsym` takes the loader's lock and may
 //! not run in a hook. Such a process gets events without Python frames.
 
+use crate::peek::{Cut, MARK, load, plausible, read};
 use crate::real;
 use libc::{c_int, c_void};
 use std::sync::atomic::{AtomicI32, AtomicU32, AtomicUsize, Ordering};
@@ -476,29 +477,6 @@ struct Interpreter {
     addr2line: usize,
 }
 
-/// True for an address that can be a user-space object aligned to `align`.
-fn plausible(addr: usize, align: usize) -> bool {
-    (0x1000..1 << 48).contains(&addr) && addr.is_multiple_of(align)
-}
-
-/// Reads a `T` at `addr`.
-///
-/// # Safety
-/// `addr` is readable for `size_of::<T>()` bytes and aligned for `T`.
-unsafe fn read<T: Copy>(addr: usize) -> T {
-    // SAFETY: per the contract. Volatile: the interpreter's memory is not ours to reason about.
-    unsafe { std::ptr::read_volatile(addr as *const T) }
-}
-
-/// Loads an atomic word another thread may write.
-///
-/// # Safety
-/// `addr` is readable and aligned for a `usize`.
-unsafe fn load(addr: usize) -> usize {
-    // SAFETY: per the contract; CPython writes these words atomically.
-    unsafe { AtomicUsize::from_ptr(addr as *mut usize) }.load(Ordering::Acquire)
-}
-
 impl Interpreter {
     /// This thread's thread state, if it holds the GIL (module docs, step 2).
     ///
@@ -780,13 +758,6 @@ enum Step {
     Keep(c_int),
 }
 
-/// Which end of a name to keep when it does not fit.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Cut {
-    KeepStart,
-    KeepEnd,
-}
-
 /// The characters of a compact `str`: `len` code points of `kind` bytes each at `data`.
 struct Chars {
     data: usize,
@@ -816,7 +787,6 @@ impl Chars {
     /// # Safety
     /// The string's data is readable for `len` characters.
     unsafe fn utf8(&self, out: &mut [u8], cut: Cut) -> usize {
-        const MARK: &[u8] = b"...";
         let cap = out.len();
         // Does it all fit? Count the bytes, stopping as soon as it does not.
         let mut total = 0;
@@ -1078,14 +1048,5 @@ mod tests {
         for minor in [0x030b, 0x030c, 0x030d] {
             assert!(layout(minor).is_some(), "{minor:#x}");
         }
-    }
-
-    #[test]
-    fn implausible_pointers_are_refused() {
-        assert!(!plausible(0, 8));
-        assert!(!plausible(0x10, 8));
-        assert!(!plausible(0x7f00_0000_0004, 8));
-        assert!(!plausible(usize::MAX & !7, 8));
-        assert!(plausible(0x7f00_0000_0008, 8));
     }
 }

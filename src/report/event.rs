@@ -5,8 +5,10 @@
 use crate::buildid::{self, BuildId};
 use crate::policy::{Action, Disposition};
 use crate::python::{PyFrame, PyStack};
+use crate::script::{Language, Missing};
 use crate::symbols;
 use crate::unwind::{self, Backtrace};
+use core::sync::atomic::{AtomicI32, Ordering};
 use libc::c_int;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -58,7 +60,11 @@ pub struct Event<'a> {
     pub new: Action,
     pub outcome: Outcome,
     pub backtrace: &'a Backtrace,
+    /// Script frames (Python, Perl or shell, per `language`), innermost first.
     pub python: &'a PyStack,
+    pub language: Language,
+    /// Why a process that runs an interpreter has no frames from it for this event.
+    pub missing: &'a Missing,
     /// For `echild`: the cause as recorded in this process's format, or `None` if unknown.
     pub cause: Option<&'a [u8]>,
 }
@@ -72,6 +78,7 @@ pub const CAUSE_CAP: usize = 2048;
 pub struct Scratch {
     pub backtrace: Backtrace,
     pub python: PyStack,
+    pub missing: Missing,
     /// The cause an `echild` event points back to, as recorded earlier.
     pub prior_cause: [u8; CAUSE_CAP],
     pub text: Text,
@@ -164,6 +171,18 @@ pub struct Context<'a> {
     pub pid: c_int,
     pub ppid: c_int,
     pub tid: c_int,
+    /// In a child forked (or vforked) without exec: the parent it was forked from, whose
+    /// executable and command line it still has.
+    pub forked_from: Option<c_int>,
+}
+
+/// The pid of the process that loaded the library (and ran its constructor); 0 before that.
+static LOAD_PID: AtomicI32 = AtomicI32::new(0);
+
+/// Notes the pid the library was loaded in. Constructor only.
+pub fn note_load_pid() {
+    // SAFETY: no preconditions.
+    LOAD_PID.store(unsafe { libc::getpid() }, Ordering::Relaxed);
 }
 
 impl<'a> Context<'a> {
@@ -172,14 +191,21 @@ impl<'a> Context<'a> {
     pub fn of_this_process(exe: &'a mut [u8], cmdline: &'a mut [u8]) -> Self {
         let exe_len = read_link(b"/proc/self/exe\0", exe);
         let cmd_len = read_file(b"/proc/self/cmdline\0", cmdline);
+        // SAFETY: these have no preconditions.
+        let (pid, ppid) = unsafe { (libc::getpid(), libc::getppid()) };
+        let loaded_in = LOAD_PID.load(Ordering::Relaxed);
         Context {
             exe: exe.get(..exe_len).unwrap_or(&[]),
             cmdline: cmdline.get(..cmd_len).unwrap_or(&[]),
             now: now(),
-            // SAFETY: these have no preconditions.
-            pid: unsafe { libc::getpid() },
-            ppid: unsafe { libc::getppid() },
+            pid,
+            ppid,
+            // SAFETY: no preconditions.
             tid: unsafe { libc::gettid() },
+            // A fork's child keeps the library's memory but runs no constructor: its pid is
+            // not the one the library was loaded in. Its parent is the one that forked it
+            // (unless that one has exited since).
+            forked_from: (loaded_in != 0 && loaded_in != pid).then_some(ppid),
         }
     }
 }
@@ -215,7 +241,7 @@ fn read_link(path: &[u8], buf: &mut [u8]) -> usize {
 }
 
 /// Reads the start of a file into `buf`, returning how much was read (0 on failure).
-fn read_file(path: &[u8], buf: &mut [u8]) -> usize {
+pub fn read_file(path: &[u8], buf: &mut [u8]) -> usize {
     // SAFETY: path is NUL-terminated.
     let fd = unsafe {
         libc::open(
@@ -240,18 +266,52 @@ pub fn is_stdlib(file: &[u8]) -> bool {
     file.starts_with(b"<frozen ") || (has(b"/lib/python3") && !has(b"-packages/"))
 }
 
-/// The frame to blame: the innermost Python frame outside the standard library.
-pub fn python_culprit(py: &PyStack) -> Option<usize> {
-    py.frames().iter().position(|f| !is_stdlib(f.file()))
+/// True for a file of Perl's own library (`privlib`, `archlib`): Debian's
+/// `/usr/share/perl/5.36/` and `/usr/lib/x86_64-linux-gnu/perl/5.36/`, a default build's
+/// `PREFIX/lib/perl5/5.36.0/`, perlbrew's `.../perl-5.36.0/lib/5.36.0/`. Not the vendor or site
+/// folders (`/usr/share/perl5/`, `/usr/local/...`, `site_perl`): a module there is a third-party
+/// one, which can be the culprit.
+pub fn is_perl_lib(file: &[u8]) -> bool {
+    let has = |needle: &[u8]| file.windows(needle.len()).any(|w| w == needle);
+    (has(b"/perl/5.") && !has(b"/local/"))
+        || has(b"/lib/perl5/5.")
+        || (has(b"perl") && has(b"/lib/5."))
 }
 
-/// True for frames of libc itself or of the Python interpreter, which are never the culprit.
+/// True for a file of the interpreter's own library, which is never the culprit.
+pub fn is_interpreter_lib(language: Language, file: &[u8]) -> bool {
+    match language {
+        Language::Python => is_stdlib(file),
+        Language::Perl => is_perl_lib(file),
+        Language::Shell | Language::None => false,
+    }
+}
+
+/// The frame to blame: the innermost script frame outside the interpreter's own library.
+pub fn script_culprit(language: Language, frames: &PyStack) -> Option<usize> {
+    frames
+        .frames()
+        .iter()
+        .position(|f| !is_interpreter_lib(language, f.file()))
+}
+
+/// True for frames of libc itself or of an interpreter (Python, Perl, a shell), which are never
+/// the culprit: `PyOS_setsig` and `Perl_rsignal` are the same for every ignore.
 fn is_runtime_module(module: &[u8]) -> bool {
     let name = basename(module);
-    name.starts_with(b"libc.so")
-        || name.starts_with(b"libpthread")
-        || name.starts_with(b"libpython")
-        || name.starts_with(b"python")
+    [
+        &b"libc.so"[..],
+        b"libpthread",
+        b"libpython",
+        b"python",
+        b"libperl",
+        b"perl",
+        b"bash",
+        b"dash",
+    ]
+    .iter()
+    .any(|p| name.starts_with(p))
+        || name == b"sh"
 }
 
 /// The first native frame outside libc and the interpreter.
@@ -262,13 +322,14 @@ fn native_culprit(bt: &Backtrace, namer: &Namer) -> Option<usize> {
         .find(|&ip| !namer.in_runtime(ip))
 }
 
-/// How many Python frames, from the culprit outwards, a cause keeps.
+/// How many script frames, from the culprit outwards, a cause keeps.
 const CAUSE_PY_FRAMES: usize = 6;
 
 /// What an ignore is blamed on, for the cause summary a later `echild` event shows.
 pub struct Culprit<'e> {
-    /// The innermost Python frame outside the standard library and its callers.
+    /// The innermost script frame outside the interpreter's library, and its callers.
     chain: &'e [PyFrame],
+    pub language: Language,
     /// The first native frame outside libc and the interpreter.
     pub native: Option<usize>,
 }
@@ -276,11 +337,12 @@ pub struct Culprit<'e> {
 impl<'e> Culprit<'e> {
     pub fn of(ev: &Event<'e>, namer: &Namer) -> Self {
         let py = ev.python.frames();
-        let chain = python_culprit(ev.python)
+        let chain = script_culprit(ev.language, ev.python)
             .map(|c| py.get(c..).unwrap_or(&[]))
             .unwrap_or(&[]);
         Culprit {
             chain,
+            language: ev.language,
             native: native_culprit(ev.backtrace, namer),
         }
     }
@@ -288,9 +350,10 @@ impl<'e> Culprit<'e> {
     /// The culprit and the frames that led to it, without the standard library's (an import
     /// passes through several `<frozen importlib._bootstrap>` frames on its way).
     pub fn python(&self) -> impl Iterator<Item = &'e PyFrame> + Clone {
+        let language = self.language;
         self.chain
             .iter()
-            .filter(|f| !is_stdlib(f.file()))
+            .filter(move |f| !is_interpreter_lib(language, f.file()))
             .take(CAUSE_PY_FRAMES)
     }
 }
@@ -317,7 +380,26 @@ mod tests {
     }
 
     #[test]
+    fn perls_own_library_is_never_the_culprit() {
+        assert!(is_perl_lib(b"/usr/share/perl/5.36/IPC/Open3.pm"));
+        assert!(is_perl_lib(b"/usr/lib/x86_64-linux-gnu/perl/5.36/POSIX.pm"));
+        assert!(is_perl_lib(b"/opt/perl/lib/perl5/5.36.0/IPC/Open3.pm"));
+        assert!(is_perl_lib(
+            b"/home/me/perl5/perlbrew/perls/perl-5.36.0/lib/5.36.0/IPC/Open3.pm"
+        ));
+        // Third-party modules: Debian's vendor folders, CPAN's site folders, a project's lib/.
+        assert!(!is_perl_lib(b"/usr/share/perl5/Net/Server.pm"));
+        assert!(!is_perl_lib(b"/usr/lib/x86_64-linux-gnu/perl5/5.36/Foo.pm"));
+        assert!(!is_perl_lib(b"/usr/local/share/perl/5.36.0/Foo.pm"));
+        assert!(!is_perl_lib(b"/opt/perl/lib/perl5/site_perl/5.36.0/Foo.pm"));
+        assert!(!is_perl_lib(b"lib/Server.pm"));
+        assert!(!is_perl_lib(b"-e"));
+    }
+
+    #[test]
     fn runtime_modules() {
+        assert!(is_runtime_module(b"/usr/bin/perl"));
+        assert!(is_runtime_module(b"/usr/bin/bash"));
         assert!(is_runtime_module(b"/lib/x86_64-linux-gnu/libc.so.6"));
         assert!(is_runtime_module(b"/usr/lib/libpython3.11.so.1.0"));
         assert!(is_runtime_module(b"/usr/bin/python3.11"));

@@ -3,6 +3,7 @@
 use super::event::{Context, Culprit, Event, Kind, Namer};
 use crate::buf::Buf;
 use crate::python::PyFrame;
+use crate::script::{Language, Missing};
 use crate::signals;
 
 /// Writes `ev` as one JSON line, with at most `max_frames` native frames.
@@ -14,6 +15,11 @@ pub fn write(b: &mut Buf, ev: &Event, ctx: &Context, namer: &mut Namer, max_fram
     b.str("\",\"pid\":").int(ctx.pid as i64);
     b.str(",\"ppid\":").int(ctx.ppid as i64);
     b.str(",\"tid\":").int(ctx.tid as i64);
+    b.str(",\"forked_from\":");
+    match ctx.forked_from {
+        Some(parent) => b.int(parent as i64),
+        None => b.str("null"),
+    };
     b.str(",\"exe\":").json_str(ctx.exe);
     b.str(",\"argv\":[");
     for (i, arg) in ctx
@@ -58,6 +64,7 @@ pub fn write(b: &mut Buf, ev: &Event, ctx: &Context, namer: &mut Namer, max_fram
     }
     b.str("],\"python_truncated\":")
         .str(bool_str(ev.python.truncated));
+    script(b, ev);
     b.str(",\"backtrace\":[");
     let frames = ev.backtrace.frames();
     for (i, &ip) in frames.iter().take(max_frames).enumerate() {
@@ -73,6 +80,49 @@ pub fn write(b: &mut Buf, ev: &Event, ctx: &Context, namer: &mut Namer, max_fram
 
 fn bool_str(v: bool) -> &'static str {
     if v { "true" } else { "false" }
+}
+
+/// The `script` frames of a Perl or shell process, `script_truncated` and `script_missing`.
+fn script(b: &mut Buf, ev: &Event) {
+    if matches!(ev.language, Language::Perl | Language::Shell) {
+        b.str(",\"script\":");
+        script_frames(b, ev.language, ev.python.frames().iter());
+        b.str(",\"script_truncated\":")
+            .str(bool_str(ev.python.truncated));
+    }
+    script_missing(b, ev.missing);
+}
+
+fn script_frames<'f>(b: &mut Buf, language: Language, frames: impl Iterator<Item = &'f PyFrame>) {
+    b.byte(b'[');
+    for (i, f) in frames.enumerate() {
+        if i > 0 {
+            b.byte(b',');
+        }
+        b.str("{\"language\":\"").str(language.name()).str("\",");
+        b.str("\"file\":").json_str(f.file());
+        b.str(",\"line\":").int(f.line as i64);
+        b.str(",\"function\":").json_str(f.function());
+        b.byte(b'}');
+    }
+    b.byte(b']');
+}
+
+fn script_missing(b: &mut Buf, m: &Missing) {
+    b.str(",\"script_missing\":");
+    let Some(reason) = m.reason else {
+        b.str("null");
+        return;
+    };
+    b.str("{\"language\":\"").str(m.language.name());
+    b.str("\",\"version\":");
+    if m.version().is_empty() {
+        b.str("null");
+    } else {
+        b.json_str(m.version());
+    }
+    b.str(",\"reason\":\"").str(reason).str("\",\"text\":");
+    b.json_str(m.text()).byte(b'}');
 }
 
 fn py_frame(b: &mut Buf, f: &PyFrame) {
@@ -117,13 +167,20 @@ pub fn cause(b: &mut Buf, ev: &Event, ctx: &Context, namer: &mut Namer) {
     b.str(",\"via\":\"").str(ev.via).str("\",\"signal\":\"");
     signals::write_name(b, ev.signo);
     b.str("\",\"python\":[");
-    for (i, f) in culprit.python().enumerate() {
+    let python = ev.language == Language::Python;
+    for (i, f) in culprit.python().filter(|_| python).enumerate() {
         if i > 0 {
             b.byte(b',');
         }
         py_frame(b, f);
     }
-    b.str("],\"native\":");
+    b.byte(b']');
+    if !python && ev.language != Language::None {
+        b.str(",\"script\":");
+        script_frames(b, ev.language, culprit.python());
+    }
+    script_missing(b, ev.missing);
+    b.str(",\"native\":");
     match culprit.native {
         Some(ip) => native_frame(b, namer, ip),
         None => {

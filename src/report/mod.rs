@@ -13,9 +13,11 @@ mod json;
 mod sink;
 mod text;
 
-pub use event::{CAUSE_CAP, Event, Kind, Outcome, action_of, with_scratch};
+pub use event::{CAUSE_CAP, Event, Kind, Outcome, action_of, basename, read_file, with_scratch};
 pub use sink::emit;
 // For the constructor, which the unit-test build leaves out.
+#[cfg(not(test))]
+pub use event::note_load_pid;
 #[cfg(not(test))]
 pub use sink::note_stderr;
 

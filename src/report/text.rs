@@ -11,8 +11,11 @@ pub fn write(b: &mut Buf, ev: &Event, ctx: &Context, namer: &mut Namer, max_fram
     b.str("sigaudit: pid ")
         .int(ctx.pid as i64)
         .str(" (")
-        .text(basename(ctx.exe))
-        .str(") ");
+        .text(basename(ctx.exe));
+    if let Some(parent) = ctx.forked_from {
+        b.str(", forked from pid ").int(parent as i64);
+    }
+    b.str(") ");
     match ev.kind {
         Kind::Ignore | Kind::Change => {
             signals::write_name(b, ev.signo);
@@ -52,8 +55,13 @@ pub fn write(b: &mut Buf, ev: &Event, ctx: &Context, namer: &mut Namer, max_fram
         }
     }
     let py = ev.python.frames();
+    if ev.missing.is_some() {
+        b.str("  ").bytes(ev.missing.text()).byte(b'\n');
+    }
     if !py.is_empty() {
-        b.str("  Python stack (most recent call last):\n");
+        b.str("  ")
+            .str(ev.language.title())
+            .str(" stack (most recent call last):\n");
         if ev.python.truncated {
             b.str("    ... outer frames cut\n");
         }
@@ -141,6 +149,9 @@ pub fn cause(b: &mut Buf, ev: &Event, ctx: &Context, namer: &mut Namer) {
         b.str(if i == 0 { "    at " } else { "    from " });
         py_frame(b, f);
         b.byte(b'\n');
+    }
+    if culprit.python().next().is_none() && ev.missing.is_some() {
+        b.str("    (").bytes(ev.missing.text()).str(")\n");
     }
     if let (None, Some(ip)) = (culprit.python().next(), culprit.native) {
         b.str("    at ");
