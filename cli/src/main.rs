@@ -21,6 +21,7 @@ mod signals;
 mod summary;
 mod symbolize;
 mod text;
+mod tree;
 
 use std::io::Write;
 

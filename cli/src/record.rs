@@ -83,7 +83,25 @@ pub fn is_stdlib(file: &str) -> bool {
     file.starts_with("<frozen ") || (file.contains("/lib/python3") && !file.contains("-packages/"))
 }
 
-/// libc, the dynamic loader, the Python interpreter, or sigaudit itself: never the culprit.
+/// A file of Perl's own library (`privlib`, `archlib`), never the culprit; a module of the vendor
+/// or site folders is a third-party one. The same rule as the library's.
+pub fn is_perl_lib(file: &str) -> bool {
+    (file.contains("/perl/5.") && !file.contains("/local/"))
+        || file.contains("/lib/perl5/5.")
+        || (file.contains("perl") && file.contains("/lib/5."))
+}
+
+/// A file of the interpreter's own library, by the frame's `language`.
+pub fn is_interpreter_lib(language: &str, file: &str) -> bool {
+    match language {
+        "python" => is_stdlib(file),
+        "perl" => is_perl_lib(file),
+        _ => false,
+    }
+}
+
+/// libc, the dynamic loader, an interpreter (Python, Perl, a shell), or sigaudit itself: never
+/// the culprit (`PyOS_setsig` and `Perl_rsignal` are the same for every ignore).
 pub fn is_runtime_module(module: &str) -> bool {
     let name = basename(module);
     [
@@ -91,17 +109,46 @@ pub fn is_runtime_module(module: &str) -> bool {
         "libpthread",
         "libpython",
         "python",
+        "libperl",
+        "perl",
+        "bash",
+        "dash",
         "ld-linux",
         "libsigaudit",
     ]
     .iter()
     .any(|p| name.starts_with(p))
+        || name == "sh"
 }
 
-/// `file:line in function` for a Python frame.
+/// `file:line in function` for a script frame.
 pub fn python_frame(f: &Value) -> String {
     let line = int(f, "line").map(|l| l.to_string()).unwrap_or_default();
     format!("{}:{line} in {}", s(f, "file"), s(f, "function"))
+}
+
+/// A record's (or a cause's) script frames, innermost first, each with its `language`: the
+/// `script` array, or the `python` one of records from an older library.
+pub fn script_frames(rec: &Value) -> Vec<(String, &Value)> {
+    let script = array(rec, "script");
+    if !script.is_empty() {
+        return script
+            .iter()
+            .map(|f| (s(f, "language").to_string(), f))
+            .collect();
+    }
+    array(rec, "python")
+        .iter()
+        .map(|f| ("python".to_string(), f))
+        .collect()
+}
+
+/// The `text` of a record's `script_missing`: why a process that runs an interpreter has no
+/// frames from it.
+pub fn script_missing(rec: &Value) -> Option<&str> {
+    rec.get("script_missing")
+        .and_then(|m| m.get("text"))
+        .and_then(Value::as_str)
 }
 
 /// A native frame for people: `main at demo.c:12 (demo+0x1149)`, or its symbol-table name, or
@@ -202,8 +249,10 @@ fn debian_package(path: &str) -> Option<String> {
 /// The frame a record's own stack blames.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Culprit {
-    /// The innermost Python frame outside the standard library.
+    /// The innermost script frame (Python, Perl, shell) outside the interpreter's own library.
     Python(String),
+    /// The process runs an interpreter whose frames could not be read: why.
+    Missing(String),
     /// The first native frame outside libc and the interpreter.
     Native(String),
     /// No frame outside them: the innermost frame.
@@ -215,6 +264,7 @@ impl Culprit {
     pub fn describe(&self) -> String {
         match self {
             Culprit::Python(p) | Culprit::Native(p) => p.clone(),
+            Culprit::Missing(why) => format!("no script frame: {why}"),
             Culprit::RuntimeOnly(p) => {
                 format!("{p} (no frame outside libc and the interpreter)")
             }
@@ -222,12 +272,18 @@ impl Culprit {
     }
 }
 
+/// What `where:` names: the innermost script frame outside the interpreter's own library; else,
+/// for an interpreter whose frames are missing, why (never one of its own native functions);
+/// else the first native frame outside libc and the interpreter.
 pub fn culprit(rec: &Value) -> Option<Culprit> {
-    if let Some(f) = array(rec, "python")
-        .iter()
-        .find(|f| !is_stdlib(s(f, "file")))
+    if let Some((_, f)) = script_frames(rec)
+        .into_iter()
+        .find(|(language, f)| !is_interpreter_lib(language, s(f, "file")))
     {
         return Some(Culprit::Python(python_frame(f)));
+    }
+    if let Some(why) = script_missing(rec) {
+        return Some(Culprit::Missing(why.to_string()));
     }
     if let Some(f) = native_culprit(rec) {
         return Some(Culprit::Native(native_frame(f)));
@@ -246,8 +302,11 @@ pub fn native_culprit(rec: &Value) -> Option<&Value> {
 
 /// Where an `echild` record's cause was, as kept by the library.
 pub fn cause_place(cause: &Value) -> Option<String> {
-    if let Some(f) = array(cause, "python").first() {
+    if let Some((_, f)) = script_frames(cause).first() {
         return Some(python_frame(f));
+    }
+    if let Some(why) = script_missing(cause) {
+        return Some(format!("no script frame: {why}"));
     }
     cause
         .get("native")
@@ -288,6 +347,32 @@ mod tests {
         assert_eq!(
             culprit(&rec).unwrap(),
             Culprit::Python("/srv/app/main.py:3 in setup".into())
+        );
+    }
+
+    #[test]
+    fn perl_and_shell_frames_are_blamed_like_python_ones() {
+        let rec = json!({
+            "script": [
+                {"language": "perl", "file": "/usr/share/perl/5.36/IPC/Open3.pm", "line": 9, "function": "IPC::Open3::xpipe"},
+                {"language": "perl", "file": "/usr/share/perl5/Net/Server.pm", "line": 40, "function": "Net::Server::run"},
+            ],
+            "backtrace": [{"addr": "0x1", "module": "/usr/bin/perl", "offset": "0xfa0ce", "symbol": "Perl_rsignal+0x9e"}]
+        });
+        assert_eq!(
+            culprit(&rec).unwrap(),
+            Culprit::Python("/usr/share/perl5/Net/Server.pm:40 in Net::Server::run".into())
+        );
+        // No frames from an interpreter that runs: why, never Perl_rsignal.
+        let rec = json!({
+            "script": [],
+            "script_missing": {"language": "perl", "version": "5.40.0", "reason": "unsupported-version",
+                               "text": "Perl 5.40.0: no Perl frames (supported: 5.36, threaded)"},
+            "backtrace": [{"addr": "0x1", "module": "/usr/bin/perl", "offset": "0xfa0ce", "symbol": "Perl_rsignal+0x9e"}]
+        });
+        assert_eq!(
+            culprit(&rec).unwrap().describe(),
+            "no script frame: Perl 5.40.0: no Perl frames (supported: 5.36, threaded)"
         );
     }
 

@@ -35,7 +35,10 @@ pub fn render(rec: &Value) -> String {
     let signal = s(rec, "signal");
     let via = s(rec, "via");
     let act = s(rec, "action");
-    let _ = write!(out, "sigaudit: pid {pid} ({prog}) ");
+    let forked = int(rec, "forked_from")
+        .map(|p| format!(", forked from pid {p}"))
+        .unwrap_or_default();
+    let _ = write!(out, "sigaudit: pid {pid} ({prog}{forked}) ");
     match s(rec, "event") {
         "inherited" => {
             let ppid = int(rec, "ppid").unwrap_or(0);
@@ -98,13 +101,22 @@ pub fn render(rec: &Value) -> String {
         int(rec, "ppid").unwrap_or(0),
         record::command_line(rec, 200)
     );
-    let py = array(rec, "python");
-    if !py.is_empty() {
-        out.push_str("  Python stack (most recent call last):\n");
-        if rec.get("python_truncated") == Some(&Value::Bool(true)) {
+    if let Some(why) = record::script_missing(rec) {
+        let _ = writeln!(out, "  {why}");
+    }
+    let py = record::script_frames(rec);
+    if let Some((language, _)) = py.first() {
+        let title = match language.as_str() {
+            "python" => "Python",
+            "perl" => "Perl",
+            _ => "shell",
+        };
+        let _ = writeln!(out, "  {title} stack (most recent call last):");
+        let truncated = |key| rec.get(key) == Some(&Value::Bool(true));
+        if truncated("python_truncated") || truncated("script_truncated") {
             out.push_str("    ... outer frames cut\n");
         }
-        for f in py.iter().rev() {
+        for (_, f) in py.iter().rev() {
             let _ = writeln!(
                 out,
                 "    File \"{}\", line {}, in {}",
