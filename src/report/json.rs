@@ -56,7 +56,8 @@ pub fn write(b: &mut Buf, ev: &Event, ctx: &Context, namer: &mut Namer, max_fram
         };
     }
     b.str(",\"python\":[");
-    for (i, f) in ev.python.frames().iter().enumerate() {
+    let python = ev.language == Language::Python;
+    for (i, f) in ev.python.frames().iter().filter(|_| python).enumerate() {
         if i > 0 {
             b.byte(b',');
         }

@@ -15,7 +15,7 @@ pub const TIMEOUT: Duration = Duration::from_secs(60);
 
 mod shared;
 #[allow(unused_imports)] // each test binary uses its own part of the harness
-pub use shared::{Cmd, Dir, Run, lib, root, target_dir};
+pub use shared::{Cmd, Dir, Run, lib, root, target_dir, tool};
 
 impl Dir {
     /// Compiles C `sources` (paths relative to tests/fixtures, or absolute) into `out` in this
