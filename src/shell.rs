@@ -178,9 +178,10 @@ pub fn capture(stack: &mut PyStack, missing: &mut Missing) {
     stack.len = 0;
     stack.truncated = false;
     let state = state();
+    let mut read = Read::Bad;
     if state == State::Bash && !crate::guard::in_shared_memory_child() {
         // SAFETY: bash 5.2's globals, found by `init`.
-        unsafe { read_bash(&BASH_5_2, stack) };
+        read = unsafe { read_bash(&BASH_5_2, stack) };
         if stack.len > 0 {
             return;
         }
@@ -197,11 +198,20 @@ pub fn capture(stack: &mut PyStack, missing: &mut Missing) {
     // The frame slot is free (there are no frames): the command line is read into it.
     let scratch = &mut stack.frames[0].file;
     let len = crate::report::read_file(b"/proc/self/cmdline\0", scratch);
-    let zero = dollar_zero(scratch.get(..len).unwrap_or(&[]));
-    let (reason, why): (&str, &[u8]) = if state == State::Bash {
-        ("unreadable", b"its variables did not pass the checks")
-    } else {
-        ("no-state", b"the shell exports no line numbers")
+    let (command_string, zero) = shell_args(scratch.get(..len).unwrap_or(&[]));
+    let (reason, why): (&str, &[u8]) = match (state, read) {
+        (State::Bash, Read::NoSource(line)) if command_string => {
+            // Commands given with -c: no file.
+            let slot = &mut stack.frames[0];
+            slot.file_len = put(&mut slot.file, &[b"-c"]);
+            slot.function_len = put(&mut slot.function, &[b"main"]);
+            slot.line = line;
+            stack.len = 1;
+            return;
+        }
+        (State::Bash, Read::NoSource(_)) => ("not-started", b"bash has not started running it"),
+        (State::Bash, _) => ("unreadable", b"its variables did not pass the checks"),
+        _ => ("no-state", b"the shell exports no line numbers"),
     };
     let version = name.strip_prefix(b"bash ").unwrap_or(&[]);
     match zero {
@@ -227,20 +237,26 @@ pub fn capture(stack: &mut PyStack, missing: &mut Missing) {
     }
 }
 
-/// A shell's `$0` when it runs a script: the first operand of its command line (NUL-separated),
-/// or the name given after `-c STRING`. `None` for a shell reading commands from its input.
-pub fn dollar_zero(cmdline: &[u8]) -> Option<&[u8]> {
+/// Whether a shell's command line (NUL-separated) gives it commands with `-c`, and its `$0`
+/// when it runs a script: the first operand, or the name given after `-c STRING`; `None` for a
+/// shell reading commands from its input.
+fn shell_args(cmdline: &[u8]) -> (bool, Option<&[u8]>) {
     let mut args = cmdline.split(|&b| b == 0).skip(1);
     let mut command_string = false;
     let operand = loop {
-        let arg = args.next()?;
+        let Some(arg) = args.next() else {
+            return (command_string, None);
+        };
         if arg == b"--" {
-            break args.next()?;
+            match args.next() {
+                Some(a) => break a,
+                None => return (command_string, None),
+            }
         }
         match arg {
             [b'-' | b'+', flags @ ..] if !flags.is_empty() => {
                 if arg[0] == b'-' && flags.contains(&b's') {
-                    return None;
+                    return (false, None);
                 }
                 command_string |= arg[0] == b'-' && flags.contains(&b'c');
                 // `-o NAME` (or `-eo NAME`) takes an option name.
@@ -253,11 +269,23 @@ pub fn dollar_zero(cmdline: &[u8]) -> Option<&[u8]> {
     };
     // With -c the first operand is the command string, and `$0` the one after it.
     let zero = if command_string {
-        args.next()?
+        args.next()
     } else {
-        operand
+        Some(operand)
     };
-    (!zero.is_empty()).then_some(zero)
+    (command_string, zero.filter(|z| !z.is_empty()))
+}
+
+/// What reading bash's variables gave.
+#[derive(Clone, Copy)]
+enum Read {
+    /// Frames (in the stack).
+    Frames,
+    /// No `BASH_SOURCE` entry (commands given with `-c`, or a script not started yet): the
+    /// current line.
+    NoSource(i32),
+    /// A check failed.
+    Bad,
 }
 
 /// One bash array's elements, by index.
@@ -270,13 +298,17 @@ struct Array {
 ///
 /// # Safety
 /// [`init`] found bash 5.2's globals, of this `l`.
-unsafe fn read_bash(l: &Layout, stack: &mut PyStack) {
+unsafe fn read_bash(l: &Layout, stack: &mut PyStack) -> Read {
     let line_at = LINE_NUMBER.load(Ordering::Relaxed);
     let globals_at = GLOBAL_VARIABLES.load(Ordering::Relaxed);
     // SAFETY: bash's `int line_number` and `VAR_CONTEXT *global_variables`.
     let (line, globals) = unsafe { (read::<i32>(line_at), read::<usize>(globals_at)) };
+    if globals == 0 {
+        // Its variables are not set up yet: bash is starting.
+        return Read::NoSource(line);
+    }
     if !plausible(globals, 8) || line < 0 {
-        return;
+        return Read::Bad;
     }
     // SAFETY: the global variable context, checked.
     let table = unsafe { read::<usize>(globals + l.context_table) };
@@ -291,28 +323,20 @@ unsafe fn read_bash(l: &Layout, stack: &mut PyStack) {
         )
     };
     let [sources, lines, functions] = found;
-    let Some(sources) = sources else {
-        // Commands given with -c, or typed: no file.
-        if let Some(slot) = stack.frames.first_mut() {
-            slot.file_len = put(&mut slot.file, &[b"-c"]);
-            slot.function_len = put(&mut slot.function, &[b"main"]);
-            slot.line = line;
-            stack.len = 1;
-        }
-        return;
+    let depth = sources.as_ref().map_or(0, |s| s.count.min(MAX_ELEMENTS));
+    let Some(sources) = sources.filter(|_| depth > 0) else {
+        return Read::NoSource(line);
     };
-    let depth = sources.count.min(MAX_ELEMENTS);
-    if depth == 0 {
-        return;
-    }
     for i in 0..depth {
         let Some(slot) = stack.frames.get_mut(stack.len) else {
             stack.truncated = true;
-            return;
+            return Read::Frames;
         };
         // SAFETY: arrays found in bash's table, walked with checks in `element`.
         let file = unsafe { element(l, &sources, i) };
-        let Some((file, file_len)) = file else { return };
+        let Some((file, file_len)) = file else {
+            return Read::Bad;
+        };
         // SAFETY: as above.
         let at = match i {
             0 => Some(line),
@@ -333,6 +357,7 @@ unsafe fn read_bash(l: &Layout, stack: &mut PyStack) {
         );
         stack.len += 1;
     }
+    Read::Frames
 }
 
 /// Writes one frame. Without a `FUNCNAME` entry (bash shows none outside functions), the
@@ -508,7 +533,9 @@ mod tests {
             line.extend_from_slice(a.as_bytes());
             line.push(0);
         }
-        dollar_zero(&line).map(|z| String::from_utf8_lossy(z).into_owned())
+        shell_args(&line)
+            .1
+            .map(|z| String::from_utf8_lossy(z).into_owned())
     }
 
     #[test]

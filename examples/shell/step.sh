@@ -1,0 +1,3 @@
+#!/bin/bash
+echo "step $1: $(date +%s) $(readlink -f "$0")" >/dev/null
+env true
