@@ -155,9 +155,10 @@ pub fn render(rec: &Value) -> String {
     out
 }
 
-/// Whether a native frame is, or is inlined into, CPython's eval loop.
+/// Whether a native frame is, or is inlined into, an interpreter loop (CPython's, Perl's).
 fn is_eval_loop(f: &Value) -> bool {
-    let eval = |name: &str| name.starts_with("_PyEval_EvalFrame");
+    let eval =
+        |name: &str| name.starts_with("_PyEval_EvalFrame") || name.starts_with("Perl_runops_");
     eval(s(f, "function"))
         || eval(s(f, "symbol"))
         || array(f, "inlined_into")

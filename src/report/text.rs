@@ -106,7 +106,7 @@ fn py_frame(b: &mut Buf, f: &PyFrame) {
     b.str(", in ").text(f.function());
 }
 
-/// Writes one native frame; returns whether it is CPython's eval loop.
+/// Writes one native frame; returns whether it is an interpreter's loop (CPython's, Perl's).
 fn native_frame(b: &mut Buf, namer: &mut Namer, ip: usize) -> bool {
     b.hex(ip as u64);
     let Some(f) = namer.frame(ip) else {
@@ -116,7 +116,7 @@ fn native_frame(b: &mut Buf, namer: &mut Namer, ip: usize) -> bool {
     let mut eval_loop = false;
     if let Some((name, off)) = f.symbol {
         b.byte(b' ').text(name).byte(b'+').hex(off as u64);
-        eval_loop = name.starts_with(b"_PyEval_EvalFrame");
+        eval_loop = name.starts_with(b"_PyEval_EvalFrame") || name.starts_with(b"Perl_runops_");
     }
     b.str(" (")
         .text(f.module)
