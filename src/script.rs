@@ -125,6 +125,7 @@ pub fn write_version(out: &mut [u8; VERSION_CAP], parts: &[u32]) -> usize {
 /// read. Python first (its reader is the only one that also knows when it is not running).
 pub fn capture(stack: &mut PyStack, missing: &mut Missing) -> Language {
     missing.clear();
+    // Empties `stack` whatever it finds.
     crate::python::capture(stack);
     if stack.len > 0 {
         return Language::Python;

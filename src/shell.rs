@@ -173,10 +173,9 @@ pub fn runs() -> bool {
 }
 
 /// Fills `stack` with the shell's frames, innermost first, or says in `missing` why there are
-/// none. Safe in any context a hook runs in.
+/// none. `stack` comes empty
+/// (from [`crate::script::capture`]). Safe in any context a hook runs in.
 pub fn capture(stack: &mut PyStack, missing: &mut Missing) {
-    stack.len = 0;
-    stack.truncated = false;
     let state = state();
     let mut read = Read::Bad;
     if state == State::Bash && !crate::guard::in_shared_memory_child() {

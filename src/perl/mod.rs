@@ -155,10 +155,9 @@ pub fn runs() -> bool {
 }
 
 /// Fills `stack` with the calling thread's Perl frames, innermost first, or says in `missing`
-/// why there are none. Safe in any context a hook runs in (see the module docs).
+/// why there are none. `stack` comes empty
+/// (from [`crate::script::capture`]). Safe in any context a hook runs in (see the module docs).
 pub fn capture(stack: &mut PyStack, missing: &mut Missing) {
-    stack.len = 0;
-    stack.truncated = false;
     let mut version = [0u8; VERSION_CAP];
     let packed = VERSION.load(Ordering::Relaxed) as u32;
     let n = write_version(
