@@ -29,6 +29,10 @@ options:
                     instead of showing it on stderr
   --json            records as JSON lines (with source lines added), not readable text
   -q, --quiet       no summary at the end (records still go to -o PATH, or to stderr)
+  --supervise       also watch through a seccomp filter that the whole tree inherits, so that
+                    statically linked programs, Go, musl, raw system calls and children started
+                    with a cleared environment are seen too (Linux 5.5 or later); programs in
+                    the tree run with no_new_privs (setuid programs without their privilege)
   -h, --help        this help
   -V, --version     the version
 
@@ -44,7 +48,8 @@ to COMMAND (those the terminal sends already reach it, and are not sent twice).
 Each audited process writes its records to its own file in a private folder (mode 0700, under
 $TMPDIR or /tmp) that sigaudit reads as they come and removes at the end; a process still running
 after COMMAND has ended reports on its own stderr instead. Programs that clear their environment,
-static and setuid programs are not audited (they do not load the library).
+static and setuid programs are not audited (they do not load the library) unless --supervise is
+given (setuid programs then run without their privilege).
 
 The library is looked for in SIGAUDIT_LIB, next to this program (a cargo target folder, or an
 install with the library in the same folder), and in ../lib/sigaudit/ from it.
@@ -84,6 +89,8 @@ pub struct RunOptions {
     pub output: Option<PathBuf>,
     pub json: bool,
     pub quiet: bool,
+    /// Also watch through a seccomp supervisor.
+    pub supervise: bool,
     /// The program and its arguments; never empty.
     pub command: Vec<OsString>,
 }
@@ -113,6 +120,7 @@ pub fn parse(args: Vec<OsString>) -> Result<Invocation, String> {
     let mut output = None;
     let mut json = false;
     let mut quiet = false;
+    let mut supervise = false;
     let mut p = lexopt::Parser::from_args(args);
     while let Some(arg) = p.next().map_err(|e| e.to_string())? {
         match arg {
@@ -144,6 +152,7 @@ pub fn parse(args: Vec<OsString>) -> Result<Invocation, String> {
             }
             Long("json") => json = true,
             Short('q') | Long("quiet") => quiet = true,
+            Long("supervise") => supervise = true,
             Short('h') | Long("help") => return Ok(Invocation::Help),
             Short('V') | Long("version") => return Ok(Invocation::Version),
             Value(program) => {
@@ -155,6 +164,7 @@ pub fn parse(args: Vec<OsString>) -> Result<Invocation, String> {
                     output,
                     json,
                     quiet,
+                    supervise,
                     command,
                 }));
             }
@@ -196,6 +206,10 @@ mod tests {
         assert_eq!(r.mode, Mode::Veto);
         assert_eq!(r.watch, "PIPE");
         assert_eq!(r.command, ["ls", "-l", "--veto"]);
+        assert!(!r.supervise);
+        let r = run(&["--supervise", "ls", "--supervise"]).unwrap();
+        assert!(r.supervise);
+        assert_eq!(r.command, ["ls", "--supervise"]);
         let r = run(&["--", "--weird", "-o"]).unwrap();
         assert_eq!(r.command, ["--weird", "-o"]);
         assert_eq!(r.watch, "CHLD");

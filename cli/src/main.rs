@@ -8,7 +8,8 @@
 //! Files: `args.rs` (command line), `library.rs` (finding the `.so`), `run.rs` (environment,
 //! spawn, wait, record files), `forward.rs` (passing signals on), `record.rs` (reading a record,
 //! choosing the frame to blame), `preflight.rs` (a command the library cannot enter), `text.rs` (records for people), `summary.rs`, `symbolize.rs`
-//! (DWARF lookups), `debuginfod.rs` (debug files from servers), `signals.rs` (names).
+//! (DWARF lookups), `debuginfod.rs` (debug files from servers), `signals.rs` (names),
+//! `supervise/` (`--supervise`: the seccomp supervisor).
 
 mod args;
 mod debuginfod;
@@ -19,6 +20,7 @@ mod record;
 mod run;
 mod signals;
 mod summary;
+mod supervise;
 mod symbolize;
 mod text;
 mod tree;

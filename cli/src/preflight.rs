@@ -10,11 +10,19 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 /// Why the library will not be loaded into `program`, when that can be told from its file.
-pub fn unaudited(program: &OsStr) -> Option<String> {
+/// Under the supervisor (`supervised`) a static program is seen all the same, and a setuid one
+/// runs without its privilege.
+pub fn unaudited(program: &OsStr, supervised: bool) -> Option<String> {
     let path = resolve(program)?;
     let meta = std::fs::metadata(&path).ok()?;
     let shown = path.display();
-    if meta.permissions().mode() & 0o6000 != 0 {
+    let setuid = meta.permissions().mode() & 0o6000 != 0;
+    if supervised {
+        return setuid.then(|| {
+            format!("{shown} is setuid or setgid: under --supervise it runs without its privilege")
+        });
+    }
+    if setuid {
         return Some(format!(
             "{shown} is setuid or setgid: glibc ignores LD_PRELOAD for it, so what it does itself \
              is not seen (programs it starts are, unless they are setuid too)"
@@ -89,8 +97,9 @@ mod tests {
 
     #[test]
     fn ordinary_programs_are_audited() {
-        assert_eq!(unaudited(OsStr::new("sh")), None);
-        assert_eq!(unaudited(OsStr::new("/bin/true")), None);
-        assert_eq!(unaudited(OsStr::new("no-such-program-here")), None);
+        assert_eq!(unaudited(OsStr::new("sh"), false), None);
+        assert_eq!(unaudited(OsStr::new("/bin/true"), false), None);
+        assert_eq!(unaudited(OsStr::new("no-such-program-here"), false), None);
+        assert_eq!(unaudited(OsStr::new("sh"), true), None);
     }
 }

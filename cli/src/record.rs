@@ -121,6 +121,43 @@ pub fn is_runtime_module(module: &str) -> bool {
         || name == "sh"
 }
 
+/// A function of libc's signal calls, or of Go's runtime and its `os/signal` and `syscall`
+/// packages: never the culprit, also when linked into the program itself (a static or Go
+/// program, seen by `--supervise`).
+pub fn is_runtime_function(name: &str) -> bool {
+    const LIBC: [&str; 14] = [
+        "__libc_sigaction",
+        "__sigaction",
+        "sigaction",
+        "__bsd_signal",
+        "bsd_signal",
+        "signal",
+        "ssignal",
+        "sysv_signal",
+        "__sysv_signal",
+        "sigset",
+        "sigignore",
+        "siginterrupt",
+        "__sigvec",
+        "syscall",
+    ];
+    const GO: [&str; 3] = ["runtime.", "os/signal.", "syscall."];
+    LIBC.contains(&name) || GO.iter().any(|p| name.starts_with(p))
+}
+
+/// Whether a native frame is in libc, the interpreter, sigaudit, or one of the runtime's signal
+/// functions.
+fn is_runtime_frame(f: &Value) -> bool {
+    if is_runtime_module(s(f, "module")) {
+        return true;
+    }
+    let name = match s(f, "function") {
+        "" => s(f, "symbol").rsplit_once('+').map_or("", |(n, _)| n),
+        function => function,
+    };
+    is_runtime_function(name)
+}
+
 /// `file:line in function` for a script frame.
 pub fn python_frame(f: &Value) -> String {
     let line = int(f, "line").map(|l| l.to_string()).unwrap_or_default();
@@ -297,7 +334,7 @@ pub fn culprit(rec: &Value) -> Option<Culprit> {
 pub fn native_culprit(rec: &Value) -> Option<&Value> {
     array(rec, "backtrace")
         .iter()
-        .find(|f| !s(f, "module").is_empty() && !is_runtime_module(s(f, "module")))
+        .find(|f| !s(f, "module").is_empty() && !is_runtime_frame(f))
 }
 
 /// Where an `echild` record's cause was, as kept by the library.
@@ -332,6 +369,28 @@ mod tests {
         assert_eq!(
             culprit(&rec).unwrap(),
             Culprit::Native("setup at /tmp/t/demo.c:7 (demo+0x1149)".into())
+        );
+    }
+
+    #[test]
+    fn signal_functions_linked_into_the_program_are_not_the_culprit() {
+        let rec = json!({"backtrace": [
+            {"addr": "0x1", "module": "/tmp/static", "offset": "0x408c2f", "symbol": "__libc_sigaction+0xbf"},
+            {"addr": "0x2", "module": "/tmp/static", "offset": "0x408a88", "symbol": "__bsd_signal+0x68"},
+            {"addr": "0x3", "module": "/tmp/static", "offset": "0x4017b0", "symbol": "ignore_children+0x3a"},
+        ]});
+        assert_eq!(
+            culprit(&rec).unwrap(),
+            Culprit::Native("ignore_children+0x3a (static+0x4017b0)".into())
+        );
+        let go = json!({"backtrace": [
+            {"addr": "0x1", "module": "/tmp/go", "offset": "0x45ef1e", "symbol": "runtime.rt_sigaction.abi0+0x1e"},
+            {"addr": "0x2", "module": "/tmp/go", "offset": "0x47a7c9", "symbol": "os/signal.Ignore+0x49"},
+            {"addr": "0x3", "module": "/tmp/go", "offset": "0x481fd5", "function": "main.setup", "file": "/tmp/main.go", "line": 10},
+        ]});
+        assert_eq!(
+            culprit(&go).unwrap(),
+            Culprit::Native("main.setup at /tmp/main.go:10 (go+0x481fd5)".into())
         );
     }
 

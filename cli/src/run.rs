@@ -12,6 +12,7 @@ use crate::args::RunOptions;
 use crate::forward::{self, Forwarding};
 use crate::library;
 use crate::preflight;
+use crate::supervise;
 use crate::symbolize::{self, Symbolizer};
 use crate::{record, signals, summary, text};
 use serde_json::Value;
@@ -55,10 +56,17 @@ pub fn main(opts: &RunOptions) -> i32 {
             return EXIT_FAILED;
         }
     };
-    if let Some(why) = preflight::unaudited(&opts.command[0]) {
+    let supervision = opts
+        .supervise
+        .then(|| supervise_prepare(opts, &dir.0))
+        .flatten();
+    if let Some(why) = preflight::unaudited(&opts.command[0], supervision.is_some()) {
         eprintln!("sigaudit: note: {why}");
     }
     let mut cmd = command(opts, &lib, &dir.0);
+    if let Some(s) = &supervision {
+        s.attach(&mut cmd);
+    }
     let forwarding = Forwarding::install();
     let mut child = match cmd.spawn() {
         Ok(child) => child,
@@ -68,6 +76,11 @@ pub fn main(opts: &RunOptions) -> i32 {
         }
     };
     forwarding.started(child.id());
+    let supervisor = supervision.and_then(|s| {
+        s.start()
+            .map_err(|e| eprintln!("sigaudit: --supervise: {e}: running without it"))
+            .ok()
+    });
 
     let mut tail = Tail::new(dir.0.clone());
     let mut sym = Symbolizer::new();
@@ -77,6 +90,9 @@ pub fn main(opts: &RunOptions) -> i32 {
     }
     forwarding.finish();
     let status = child.wait();
+    if let Some(s) = supervisor {
+        s.finish();
+    }
     tail.drain(|rec| sink.show(rec, &mut sym));
     let (code, killed_by) = match status {
         Ok(s) => match (s.code(), s.signal()) {
@@ -103,6 +119,21 @@ pub fn main(opts: &RunOptions) -> i32 {
         let _ = std::io::stderr().write_all(report.as_bytes());
     }
     code
+}
+
+/// Says what `--supervise` changes, and checks that it can work here: `None` (the run goes on
+/// without it, as the message says) when it cannot.
+fn supervise_prepare(opts: &RunOptions, dir: &Path) -> Option<supervise::Prepared> {
+    match supervise::prepare(opts, dir) {
+        Ok(p) => {
+            eprintln!("sigaudit: note: {}", supervise::NO_NEW_PRIVS_NOTE);
+            Some(p)
+        }
+        Err(e) => {
+            eprintln!("sigaudit: --supervise: {e}: running without it");
+            None
+        }
+    }
 }
 
 /// The command with the library preloaded and its variables set. Any other `SIGAUDIT_*`

@@ -1,0 +1,264 @@
+//! Serving notifications: each is a thread of the tree blocked in `rt_sigaction` for a watched
+//! signal with a new action, waiting for our answer. For each one:
+//!
+//! 1. read what the call asks (the new action, through `/proc/TID/mem`), the process's identity
+//!    and image, and its stack (registers from `/proc/TID/syscall`, unwound from outside);
+//! 2. check that the notification is still pending (`SECCOMP_IOCTL_NOTIF_ID_VALID`): only then
+//!    is everything read known to be the caller's, not a new process that got its pid;
+//! 3. if a frame of the stack is in `libsigaudit.so`, the call comes from the library's hook,
+//!    which reports it itself: let it run, and say nothing (one event, not two);
+//! 4. otherwise decide as the library does: let it run (`log`), or refuse it and tell the caller
+//!    it worked, with the current action as its old one (`veto`), or refuse it and send the
+//!    thread SIGABRT (`abort`); and write the event.
+//!
+//! The tracking of actions (see `actions.rs`) is updated with every call let through.
+
+use super::actions::{self, Actions, KernelAction};
+use super::filter::abi;
+use super::modules::Modules;
+use super::record::{Event, Output};
+use super::seccomp::{Answer, Listener, Notif};
+use super::stack::{Frame, Layout};
+use super::tracee::{self, Image, Memory, Status};
+use crate::args::Mode;
+use std::collections::{HashMap, HashSet};
+use std::time::SystemTime;
+
+/// What to watch and do, from the command line.
+pub struct Policy {
+    pub mode: Mode,
+    /// Signals watched with `:any` (the filter sends only watched signals).
+    pub any: Vec<i32>,
+}
+
+pub struct Server {
+    pub listener: Listener,
+    policy: Policy,
+    actions: Actions,
+    modules: Modules,
+    layouts: HashMap<(u32, Image), Layout>,
+    foreign_noted: HashSet<u32>,
+    out: Output,
+    served: u64,
+}
+
+/// What one notification's caller asks, read before anything is decided.
+struct Call {
+    tid: u32,
+    status: Status,
+    image: Image,
+    signo: i32,
+    new: KernelAction,
+    old_ptr: u64,
+    act_ptr: u64,
+    frames: Vec<Frame>,
+    truncated: bool,
+}
+
+impl Server {
+    pub fn new(listener: Listener, policy: Policy, out: Output) -> Server {
+        Server {
+            listener,
+            policy,
+            actions: Actions::default(),
+            modules: Modules::default(),
+            layouts: HashMap::new(),
+            foreign_noted: HashSet::new(),
+            out,
+            served: 0,
+        }
+    }
+
+    /// Answers one notification.
+    pub fn handle(&mut self, n: &Notif) {
+        self.served += 1;
+        if self.served.is_multiple_of(256) {
+            self.actions.prune();
+            self.layouts
+                .retain(|(pid, _), _| std::path::Path::new(&format!("/proc/{pid}")).exists());
+        }
+        if n.data.arch != abi::NATIVE || n.data.nr as u32 != abi::RT_SIGACTION {
+            self.foreign(n);
+            self.listener.answer(n.id, Answer::Continue);
+            return;
+        }
+        let Some((call, mem)) = self.read(n) else {
+            // Unreadable: the kernel will give the caller its own answer (EINVAL, EFAULT).
+            self.listener.answer(n.id, Answer::Continue);
+            return;
+        };
+        if !self.listener.still_pending(n.id) {
+            return;
+        }
+        let through_library = call.frames.iter().any(|f| {
+            f.module
+                .as_ref()
+                .is_some_and(|(m, _)| crate::record::basename(m).starts_with("libsigaudit"))
+        });
+        let old = self.actions.current(&call.status, call.image, call.signo);
+        if through_library {
+            self.installed(&call, call.new);
+            self.listener.answer(n.id, Answer::Continue);
+            return;
+        }
+        let watched_any = self.policy.any.contains(&call.signo);
+        if !call.new.ignores(call.signo) {
+            if watched_any && old.is_none_or(|o| o.differs_from(call.new)) {
+                self.report(&call, "change", old, call.new, "logged");
+            }
+            self.installed(&call, call.new);
+            self.listener.answer(n.id, Answer::Continue);
+            return;
+        }
+        match (self.policy.mode, old) {
+            (Mode::Veto, Some(old)) => self.veto(n, &call, &mem, old),
+            (Mode::Abort, _) => {
+                self.report(&call, "ignore", old, call.new, "aborted");
+                // SAFETY: plain system call; the thread waits for our answer, so it is alive.
+                unsafe {
+                    libc::syscall(libc::SYS_tgkill, call.status.tgid, call.tid, libc::SIGABRT)
+                };
+                self.listener.answer(n.id, Answer::Return(0));
+            }
+            // Log mode; or veto when the current action is a handler installed where we could
+            // not see it (so it could not be handed back as the old one): let it through.
+            _ => {
+                self.report(&call, "ignore", old, call.new, "logged");
+                self.installed(&call, call.new);
+                self.listener.answer(n.id, Answer::Continue);
+            }
+        }
+    }
+
+    /// Veto: a request to ignore is not run, and the caller gets success and, if it asked, the
+    /// current action as the old one (what libc would have told it). A handler with
+    /// `SA_NOCLDWAIT` is installed without that flag, which is cleared in the caller's own
+    /// request before the kernel reads it.
+    fn veto(&mut self, n: &Notif, call: &Call, mem: &Memory, old: KernelAction) {
+        match call.new.vetoed() {
+            None => {
+                self.report(call, "ignore", Some(old), call.new, "vetoed");
+                let answer = if call.old_ptr == 0 || mem.write(call.old_ptr, &old.to_bytes()) {
+                    Answer::Return(0)
+                } else {
+                    Answer::Fail(libc::EFAULT)
+                };
+                self.listener.answer(n.id, answer);
+            }
+            Some(instead) => {
+                let flags_at = call.act_ptr + 8;
+                if mem.write(flags_at, &instead.flags.to_ne_bytes()) {
+                    self.report(call, "ignore", Some(old), call.new, "vetoed");
+                    self.installed(call, instead);
+                } else {
+                    self.report(call, "ignore", Some(old), call.new, "logged");
+                    self.installed(call, call.new);
+                }
+                self.listener.answer(n.id, Answer::Continue);
+            }
+        }
+    }
+
+    fn installed(&mut self, call: &Call, action: KernelAction) {
+        self.actions
+            .installed(&call.status, call.image, call.signo, action);
+    }
+
+    /// Everything about the call, or `None` if the caller is gone or its request unreadable
+    /// (the kernel then fails it on its own: a wrong `sigsetsize`, a bad pointer).
+    fn read(&mut self, n: &Notif) -> Option<(Call, Memory)> {
+        let tid = n.pid;
+        let args = n.data.args;
+        if args[3] != actions::SIGSET_SIZE {
+            return None;
+        }
+        let signo = args[0] as u32 as i32;
+        let status = tracee::status(tid)?;
+        let image = tracee::image(status.tgid)?;
+        let mem = Memory::open(tid)?;
+        let mut raw = [0u8; actions::SIZE];
+        if !mem.read(args[1], &mut raw) {
+            return None;
+        }
+        let (sp, pc) = tracee::registers(tid)?;
+        let layout = self.layout(status.tgid, image, pc)?;
+        let (frames, truncated) = layout.backtrace(&mem, sp, pc);
+        Some((
+            Call {
+                tid,
+                status,
+                image,
+                signo,
+                new: KernelAction::from_bytes(&raw),
+                act_ptr: args[1],
+                old_ptr: args[2],
+                frames,
+                truncated,
+            },
+            mem,
+        ))
+    }
+
+    /// The process's layout, read again when `pc` is outside every module known (a library
+    /// loaded since).
+    fn layout(&mut self, pid: u32, image: Image, pc: u64) -> Option<&Layout> {
+        let key = (pid, image);
+        let stale = self
+            .layouts
+            .get(&key)
+            .is_none_or(|l| l.frame(pc).module.is_none());
+        if stale {
+            let maps = tracee::maps(pid)?;
+            self.layouts
+                .insert(key, Layout::new(maps, &mut self.modules));
+        }
+        self.layouts.get(&key)
+    }
+
+    fn report(
+        &mut self,
+        call: &Call,
+        kind: &'static str,
+        old: Option<KernelAction>,
+        new: KernelAction,
+        outcome: &'static str,
+    ) {
+        let pid = call.status.tgid;
+        let exe = tracee::exe(pid);
+        let argv = tracee::argv(pid);
+        let ev = Event {
+            kind,
+            time: SystemTime::now(),
+            pid,
+            ppid: call.status.ppid,
+            tid: call.tid,
+            exe: &exe,
+            argv: &argv,
+            signo: call.signo,
+            // A handler installed out of our sight: its class is known, not its details.
+            old: old.unwrap_or(KernelAction {
+                handler: u64::MAX,
+                ..KernelAction::DEFAULT
+            }),
+            new,
+            outcome,
+            frames: &call.frames,
+            truncated: call.truncated,
+        };
+        self.out.write(&ev.to_json());
+    }
+
+    /// A signal call through another ABI (32-bit): said once per process, let through.
+    fn foreign(&mut self, n: &Notif) {
+        let pid = tracee::status(n.pid).map_or(n.pid, |s| s.tgid);
+        if self.foreign_noted.insert(pid) {
+            let exe = tracee::exe(pid);
+            eprintln!(
+                "sigaudit: note: pid {pid} ({}) changes signal actions through the {} system \
+                 call interface, which --supervise does not decode: not audited",
+                crate::record::basename(&super::record::text(&exe)),
+                abi::FOREIGN_NAME
+            );
+        }
+    }
+}
