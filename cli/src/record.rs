@@ -147,7 +147,7 @@ pub fn is_runtime_function(name: &str) -> bool {
 
 /// Whether a native frame is in libc, the interpreter, sigaudit, or one of the runtime's signal
 /// functions.
-fn is_runtime_frame(f: &Value) -> bool {
+pub fn is_runtime_frame(f: &Value) -> bool {
     if is_runtime_module(s(f, "module")) {
         return true;
     }
@@ -323,6 +323,21 @@ pub fn culprit(rec: &Value) -> Option<Culprit> {
         return Some(Culprit::Missing(why.to_string()));
     }
     if let Some(f) = native_culprit(rec) {
+        // A runtime function inlined into the program's own (Go's `signal.Ignore`): the
+        // function it was inlined into, at the line of the call.
+        if is_runtime_frame(f)
+            && let Some(outer) = inlined_caller(f)
+        {
+            let line = int(outer, "line")
+                .map(|l| format!(":{l}"))
+                .unwrap_or_default();
+            let place = format!("{}+{}", basename(s(f, "module")), s(f, "offset"));
+            return Some(Culprit::Native(format!(
+                "{} at {}{line} ({place})",
+                s(outer, "function"),
+                s(outer, "file")
+            )));
+        }
         return Some(Culprit::Native(native_frame(f)));
     }
     array(rec, "backtrace")
@@ -330,11 +345,20 @@ pub fn culprit(rec: &Value) -> Option<Culprit> {
         .map(|f| Culprit::RuntimeOnly(native_frame(f)))
 }
 
-/// The first native frame outside libc and the interpreter.
+/// The first native frame outside libc, the interpreter and the runtime's signal functions, or
+/// of one of those inlined into the program's own function.
 pub fn native_culprit(rec: &Value) -> Option<&Value> {
     array(rec, "backtrace")
         .iter()
-        .find(|f| !s(f, "module").is_empty() && !is_runtime_frame(f))
+        .filter(|f| !s(f, "module").is_empty())
+        .find(|f| !is_runtime_frame(f) || inlined_caller(f).is_some())
+}
+
+/// The innermost function outside the runtime that frame `f`'s code is inlined into.
+fn inlined_caller(f: &Value) -> Option<&Value> {
+    array(f, "inlined_into")
+        .iter()
+        .find(|o| !is_runtime_function(s(o, "function")))
 }
 
 /// Where an `echild` record's cause was, as kept by the library.
@@ -391,6 +415,15 @@ mod tests {
         assert_eq!(
             culprit(&go).unwrap(),
             Culprit::Native("main.setup at /tmp/main.go:10 (go+0x481fd5)".into())
+        );
+        let inlined = json!({"backtrace": [
+            {"addr": "0x2", "module": "/tmp/go", "offset": "0x48200b", "symbol": "main.setup+0x2b",
+             "function": "os/signal.Ignore", "file": "/usr/lib/go/src/os/signal/signal.go", "line": 87,
+             "inlined_into": [{"function": "main.setup", "file": "/tmp/main.go", "line": 11}]},
+        ]});
+        assert_eq!(
+            culprit(&inlined).unwrap(),
+            Culprit::Native("main.setup at /tmp/main.go:11 (go+0x48200b)".into())
         );
     }
 

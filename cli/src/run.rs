@@ -368,10 +368,11 @@ impl Tail {
                 }
             }
         }
-        let new = &mut self.records[start..];
-        new.sort_by(by_time);
-        for rec in new {
-            each(rec);
+        self.records[start..].sort_by(by_time);
+        for i in start..self.records.len() {
+            let (earlier, new) = self.records.split_at_mut(i);
+            supervise::link_cause(&mut new[0], earlier);
+            each(&mut new[0]);
         }
     }
 }

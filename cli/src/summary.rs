@@ -5,6 +5,7 @@
 
 use crate::record::{self, Culprit, int, s};
 use crate::tree::{self, Cause};
+use crate::text;
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::fmt::Write;
@@ -288,7 +289,7 @@ fn event(rec: &Value, all: &[Value]) -> Event {
                     let how = if s(c, "event") == "inherited" {
                         "inherited".to_string()
                     } else {
-                        format!("ignored via {}()", s(c, "via"))
+                        format!("ignored via {}(){}", s(c, "via"), text::supervised(c))
                     };
                     let place = record::cause_place(c)
                         .map(|p| format!(": {p}"))
@@ -304,15 +305,16 @@ fn event(rec: &Value, all: &[Value]) -> Event {
             }
         }
         kind => {
+            let sup = text::supervised(rec);
             if kind == "change" {
                 let _ = writeln!(
                     out,
-                    "{signal} changed via {via}(): {} -> {} [{act}]",
+                    "{signal} changed via {via}(){sup}: {} -> {} [{act}]",
                     record::action(rec, "old", "old_flags"),
                     record::action(rec, "new", "flags")
                 );
             } else {
-                let _ = writeln!(out, "{signal} ignored via {via}() [{act}]");
+                let _ = writeln!(out, "{signal} ignored via {via}(){sup} [{act}]");
             }
             if let Some(c) = record::culprit(rec) {
                 let _ = writeln!(detail, "      where: {}", c.describe());

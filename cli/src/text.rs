@@ -57,7 +57,7 @@ pub fn render(rec: &Value) -> String {
                 Some(c) => {
                     let _ = write!(
                         out,
-                        "  cause: {} {} via {}() in pid {} at {}",
+                        "  cause: {} {} via {}(){} in pid {} at {}",
                         s(c, "signal"),
                         if s(c, "event") == "inherited" {
                             "inherited"
@@ -65,6 +65,7 @@ pub fn render(rec: &Value) -> String {
                             "ignored"
                         },
                         s(c, "via"),
+                        supervised(c),
                         int(c, "pid").unwrap_or(0),
                         s(c, "time"),
                     );
@@ -88,7 +89,8 @@ pub fn render(rec: &Value) -> String {
             };
             let _ = writeln!(
                 out,
-                "{signal} {verb} via {via}(): {} -> {} [{act}]",
+                "{signal} {verb} via {via}(){}: {} -> {} [{act}]",
+                supervised(rec),
                 record::action(rec, "old", "old_flags"),
                 record::action(rec, "new", "flags"),
             );
@@ -153,6 +155,15 @@ pub fn render(rec: &Value) -> String {
         out.push_str("    ... more frames cut\n");
     }
     out
+}
+
+/// Marks an event seen by `--supervise` rather than by the library in the process.
+pub fn supervised(rec: &Value) -> &'static str {
+    if rec.get("supervised") == Some(&Value::Bool(true)) {
+        " (supervised)"
+    } else {
+        ""
+    }
 }
 
 /// Whether a native frame is, or is inlined into, an interpreter loop (CPython's, Perl's).

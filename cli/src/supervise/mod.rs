@@ -33,8 +33,10 @@ mod stack;
 mod tracee;
 
 use crate::args::RunOptions;
+use crate::record::{array, s};
 use crate::signals;
 use seccomp::{Listener, Program};
+use serde_json::{Value, json};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
@@ -196,9 +198,62 @@ fn hand_over(listener: &Listener) {
     }
 }
 
+/// An `echild` record from the library whose cause it did not see (a raw system call in that
+/// process) gets as its cause the last ignore of SIGCHLD the supervisor saw in the same process
+/// before it, in the library's cause shape. `earlier` holds the records shown before it.
+pub fn link_cause(rec: &mut Value, earlier: &[Value]) {
+    if s(rec, "event") != "echild" || rec.get("cause").is_some_and(Value::is_object) {
+        return;
+    }
+    let Some(seen) = earlier.iter().rev().find(|r| {
+        s(r, "event") == "ignore"
+            && r.get("supervised") == Some(&Value::Bool(true))
+            && r.get("pid") == rec.get("pid")
+            && s(r, "signal") == s(rec, "signal")
+            && s(r, "time") <= s(rec, "time")
+    }) else {
+        return;
+    };
+    let native = array(seen, "backtrace")
+        .iter()
+        .find(|f| !s(f, "module").is_empty() && !crate::record::is_runtime_frame(f))
+        .cloned()
+        .unwrap_or(Value::Null);
+    rec["cause"] = json!({
+        "event": "ignore",
+        "time": s(seen, "time"),
+        "pid": seen.get("pid"),
+        "via": s(seen, "via"),
+        "supervised": true,
+        "signal": s(seen, "signal"),
+        "script": [],
+        "native": native,
+    });
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_unexplained_echild_takes_the_supervised_ignore_as_its_cause() {
+        let ignore = json!({"event": "ignore", "pid": 7, "time": "T1", "signal": "SIGCHLD",
+            "via": "rt_sigaction", "supervised": true, "backtrace": [
+                {"addr": "0x1", "module": "/x/prog", "offset": "0x10", "symbol": "__libc_sigaction+0x1"},
+                {"addr": "0x2", "module": "/x/prog", "offset": "0x20", "function": "setup"}]});
+        let other = json!({"event": "ignore", "pid": 8, "time": "T1", "signal": "SIGCHLD",
+            "via": "rt_sigaction", "supervised": true, "backtrace": []});
+        let mut echild = json!({"event": "echild", "pid": 7, "time": "T2", "signal": "SIGCHLD",
+            "cause": null});
+        link_cause(&mut echild, &[ignore, other]);
+        assert_eq!(echild["cause"]["time"], "T1");
+        assert_eq!(echild["cause"]["native"]["function"], "setup");
+        // A cause the library knew is kept.
+        let mut known =
+            json!({"event": "echild", "pid": 7, "time": "T2", "cause": {"via": "signal"}});
+        link_cause(&mut known, &[]);
+        assert_eq!(known["cause"]["via"], "signal");
+    }
 
     #[test]
     fn watch_lists() {

@@ -1,0 +1,306 @@
+//! `--supervise`: what the library cannot enter is seen through the seccomp supervisor: a
+//! statically linked C program (event, the function that did it, veto giving `waitpid()` the
+//! real status), a Go program built without cgo, a child started through `env -i`; a process
+//! with the library is reported once, not twice; a raw system call instruction in it is seen;
+//! the tree neither hangs when sigaudit is killed nor loses its calls when it outlives the
+//! command; nested supervision is refused clearly.
+
+mod common;
+use common::*;
+use serde_json::Value;
+use std::time::{Duration, Instant};
+
+/// The records of a `--json` run (on stderr).
+fn events(run: &Run) -> Vec<Value> {
+    records(&run.stderr)
+}
+
+fn str_of<'a>(v: &'a Value, key: &str) -> &'a str {
+    v[key].as_str().unwrap_or("")
+}
+
+/// The ignore records of `pid`.
+fn ignores_of(run: &Run, pid: &str) -> Vec<Value> {
+    events(run)
+        .into_iter()
+        .filter(|r| str_of(r, "event") == "ignore" && r["pid"].as_u64().map(|p| p.to_string()).as_deref() == Some(pid))
+        .collect()
+}
+
+/// Whether a record's stack has a frame for `function` (by its DWARF name or its symbol).
+fn has_frame(rec: &Value, function: &str) -> bool {
+    rec["backtrace"].as_array().is_some_and(|frames| {
+        frames.iter().any(|f| {
+            str_of(f, "function") == function
+                || str_of(f, "symbol").rsplit_once('+').map(|(n, _)| n) == Some(function)
+        })
+    })
+}
+
+#[test]
+fn a_static_program_is_seen_named_and_vetoed() {
+    let d = Dir::new("supervise_static");
+    d.cc("lose_status", "lose_status.c", &["-static"]);
+    let line = line_of("lose_status.c", "ignore-here");
+
+    let run = d
+        .sigaudit()
+        .args(["--supervise", "--json", "./lose_status"])
+        .run()
+        .code(0);
+    // The bug happened, as without sigaudit...
+    assert_eq!(run.field("wait"), "ECHILD", "{run}");
+    assert_eq!(run.field("old"), "SIG_DFL", "{run}");
+    // ...and was seen although no library could enter the program.
+    let pid = run.field("pid");
+    let ev = ignores_of(&run, &pid);
+    assert_eq!(ev.len(), 1, "{run}");
+    let ev = &ev[0];
+    assert_eq!(str_of(ev, "via"), "rt_sigaction", "{run}");
+    assert_eq!(ev["supervised"], true, "{run}");
+    assert_eq!(
+        (str_of(ev, "old"), str_of(ev, "new"), str_of(ev, "action")),
+        ("SIG_DFL", "SIG_IGN", "logged"),
+        "{run}"
+    );
+    assert!(str_of(ev, "exe").ends_with("/lose_status"), "{run}");
+    // The frame that made the call, named and placed, and the stack down to main.
+    let frames = ev["backtrace"].as_array().unwrap();
+    let culprit = frames
+        .iter()
+        .find(|f| str_of(f, "function") == "ignore_children")
+        .unwrap_or_else(|| panic!("no ignore_children frame\n{run}"));
+    assert_eq!(culprit["line"].as_u64(), Some(line as u64), "{run}");
+    assert!(has_frame(ev, "main"), "{run}");
+    run.stderr_has(&format!(
+        "where: ignore_children at {}",
+        fixture("lose_status.c").display()
+    ));
+
+    // Readable, it says where it was seen.
+    let run = d
+        .sigaudit()
+        .args(["--supervise", "./lose_status"])
+        .run()
+        .code(0);
+    let pid = run.field("pid");
+    run.stderr_has(&format!(
+        "sigaudit: pid {pid} (lose_status) SIGCHLD ignored via rt_sigaction() (supervised): SIG_DFL -> SIG_IGN SA_RESTART [logged]"
+    ))
+    .stderr_has(&format!("lose_status.c:{line} "));
+
+    // Vetoed from outside: the program is told it worked (and what the old action was), the
+    // action is untouched, and waitpid() gets the child's real status.
+    let run = d
+        .sigaudit()
+        .args(["--supervise", "--veto", "--json", "./lose_status"])
+        .run()
+        .code(0);
+    assert_eq!(run.field("old"), "SIG_DFL", "{run}");
+    assert_eq!(run.field("now"), "SIG_DFL", "{run}");
+    assert_eq!(run.field("wait"), "ok", "{run}");
+    assert_eq!(run.field("status"), "3", "{run}");
+    let ev = ignores_of(&run, &run.field("pid"));
+    assert_eq!(ev.len(), 1, "{run}");
+    assert_eq!(str_of(&ev[0], "action"), "vetoed", "{run}");
+}
+
+#[test]
+fn a_go_program_without_cgo_is_seen_with_go_names() {
+    let Some(go) = tool("go") else { return };
+    let d = Dir::new("supervise_go");
+    let src = d.join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::copy(fixture("goignore.go"), src.join("main.go")).unwrap();
+    std::fs::write(src.join("go.mod"), "module goignore\n\ngo 1.13\n").unwrap();
+    // Everything Go writes stays in the target folder, not the machine's home.
+    let cache = target_dir().join("go-cache");
+    let build = d
+        .plain(&go)
+        .args(["build", "-o"])
+        .arg(d.join("goignore"))
+        .arg(".")
+        .env("CGO_ENABLED", "0")
+        .env("GOCACHE", cache.join("build"))
+        .env("GOPATH", cache.join("path"))
+        .env("GOFLAGS", "-mod=mod")
+        .env("GO111MODULE", "on")
+        .env("GOTOOLCHAIN", "local")
+        .env("HOME", &cache);
+    let mut build = build;
+    build.command.current_dir(&src);
+    let built = build.run();
+    assert!(built.status.success(), "go build failed\n{built}");
+
+    let run = d
+        .sigaudit()
+        .args(["--supervise", "--json", "./goignore"])
+        .run()
+        .code(0);
+    let pid = run.field("pid");
+    let ev = ignores_of(&run, &pid);
+    assert_eq!(ev.len(), 1, "{run}");
+    let ev = &ev[0];
+    assert_eq!(ev["supervised"], true, "{run}");
+    // Go installs its own handler at start; the ignore replaces it.
+    assert_eq!(
+        (str_of(ev, "old"), str_of(ev, "new")),
+        ("handler", "SIG_IGN"),
+        "{run}"
+    );
+    assert!(has_frame(ev, "runtime.rt_sigaction.abi0"), "{run}");
+    assert!(has_frame(ev, "main.setup"), "{run}");
+    assert!(has_frame(ev, "main.main"), "{run}");
+    // The summary blames the program's function, not the runtime's.
+    let line = line_of("goignore.go", "ignore-here");
+    run.stderr_has(&format!(
+        "where: main.setup at {}:{line}",
+        d.join("src/main.go").display()
+    ));
+}
+
+#[test]
+fn a_child_started_with_a_cleared_environment_is_still_seen() {
+    let d = Dir::new("supervise_env_i");
+    d.cc("lose_status", "lose_status.c", &[]);
+    d.write("spawn.sh", "#!/bin/sh\nexec env -i ./lose_status\n");
+    std::fs::set_permissions(
+        d.join("spawn.sh"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    // Without the supervisor, env -i sheds LD_PRELOAD: nothing is seen.
+    let run = d.sigaudit().arg("./spawn.sh").run().code(0);
+    assert_eq!(run.field("wait"), "ECHILD", "{run}");
+    run.stderr_has("sigaudit: clean run");
+    // With it, the filter is inherited whatever the environment.
+    let run = d
+        .sigaudit()
+        .args(["--supervise", "--json", "./spawn.sh"])
+        .run()
+        .code(0);
+    let ev = ignores_of(&run, &run.field("pid"));
+    assert_eq!(ev.len(), 1, "{run}");
+    assert_eq!(ev[0]["supervised"], true, "{run}");
+    assert!(has_frame(&ev[0], "ignore_children"), "{run}");
+}
+
+#[test]
+fn a_process_with_the_library_is_reported_once() {
+    let d = Dir::new("supervise_once");
+    d.cc("lose_status", "lose_status.c", &[]);
+    let run = d
+        .sigaudit()
+        .args(["--supervise", "--json", "./lose_status"])
+        .run()
+        .code(0);
+    let ev = ignores_of(&run, &run.field("pid"));
+    assert_eq!(ev.len(), 1, "{run}");
+    // The library's own record, not the supervisor's.
+    assert_eq!(str_of(&ev[0], "via"), "signal", "{run}");
+    assert_eq!(ev[0].get("supervised"), None, "{run}");
+
+    // A system call instruction of its own goes around the library: the supervisor reports it,
+    // and the library's later ECHILD names it as the cause.
+    let run = d
+        .sigaudit()
+        .args(["--supervise", "--json", "./lose_status", "raw"])
+        .run()
+        .code(0);
+    let pid = run.field("pid");
+    let ev = ignores_of(&run, &pid);
+    assert_eq!(ev.len(), 1, "{run}");
+    assert_eq!(ev[0]["supervised"], true, "{run}");
+    assert!(has_frame(&ev[0], "ignore_children"), "{run}");
+    let echild = events(&run)
+        .into_iter()
+        .find(|r| str_of(r, "event") == "echild")
+        .unwrap_or_else(|| panic!("no echild\n{run}"));
+    let cause = &echild["cause"];
+    assert_eq!(str_of(cause, "via"), "rt_sigaction", "{run}");
+    assert_eq!(cause["supervised"], true, "{run}");
+    assert_eq!(
+        str_of(&cause["native"], "function"),
+        "raw_rt_sigaction",
+        "{run}"
+    );
+    // Readable: the cause is named too.
+    let run = d
+        .sigaudit()
+        .args(["--supervise", "./lose_status", "raw"])
+        .run()
+        .code(0);
+    let pid = run.field("pid");
+    run.stderr_has(&format!(
+        "cause: SIGCHLD ignored via rt_sigaction() (supervised) in pid {pid}: raw_rt_sigaction at "
+    ));
+}
+
+/// See: the kernel fails pending and later supervised calls with ENOSYS once the listener is
+/// closed, so a killed sigaudit leaves the tree running, not hanging.
+#[test]
+fn killing_sigaudit_does_not_hang_the_tree() {
+    let d = Dir::new("supervise_killed");
+    d.cc("lose_status", "lose_status.c", &["-static"]);
+    let go_on = d.join("go-on");
+    let running = d
+        .sigaudit()
+        .args(["--supervise", "./lose_status", "wait"])
+        .arg(&go_on)
+        .start();
+    running.wait_for_line("ready");
+    // SAFETY: plain system call on our own child.
+    unsafe { libc::kill(running.pid(), libc::SIGKILL) };
+    std::fs::write(&go_on, "").unwrap();
+    let run = running.finish();
+    assert_eq!(run.signal(), Some(libc::SIGKILL), "{run}");
+    // The program went on: its ignore failed (nobody answers for the filter any more), so its
+    // child's status was kept.
+    assert_eq!(run.field("old"), "SIG_ERR", "{run}");
+    assert_eq!(run.field("errno"), "ENOSYS", "{run}");
+    assert_eq!(run.field("wait"), "ok", "{run}");
+}
+
+/// See: a process still running when the command ends would otherwise get ENOSYS from its next
+/// supervised call.
+#[test]
+fn a_process_that_outlives_the_command_keeps_working() {
+    let d = Dir::new("supervise_outlive");
+    d.cc("lose_status", "lose_status.c", &["-static"]);
+    let go_on = d.join("go-on");
+    let script = format!("./lose_status wait {} &\n", go_on.display());
+    let mut running = d
+        .sigaudit()
+        .args(["--supervise", "sh", "-c", &script])
+        .start();
+    running.wait_for_line("ready");
+    let start = Instant::now();
+    while running.child.try_wait().unwrap().is_none() {
+        assert!(start.elapsed() < TIMEOUT, "sigaudit did not end");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::fs::write(&go_on, "").unwrap();
+    let run = running.finish().code(0);
+    // The ignore ran as it would without sigaudit.
+    assert_eq!(run.field("old"), "SIG_DFL", "{run}");
+    assert_eq!(run.field("now"), "SIG_IGN", "{run}");
+    assert_eq!(run.field("wait"), "ECHILD", "{run}");
+}
+
+#[test]
+fn nested_supervision_is_refused_and_the_outer_one_sees() {
+    let d = Dir::new("supervise_nested");
+    d.cc("lose_status", "lose_status.c", &["-static"]);
+    let run = d
+        .sigaudit()
+        .args(["--supervise", "--json"])
+        .arg(sigaudit())
+        .args(["--supervise", "./lose_status"])
+        .run()
+        .code(0);
+    let run =
+        run.stderr_has("--supervise: the command already runs under another seccomp supervisor");
+    let ev = ignores_of(&run, &run.field("pid"));
+    assert_eq!(ev.len(), 1, "{run}");
+    assert_eq!(ev[0]["supervised"], true, "{run}");
+}
