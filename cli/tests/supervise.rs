@@ -23,7 +23,10 @@ fn str_of<'a>(v: &'a Value, key: &str) -> &'a str {
 fn ignores_of(run: &Run, pid: &str) -> Vec<Value> {
     events(run)
         .into_iter()
-        .filter(|r| str_of(r, "event") == "ignore" && r["pid"].as_u64().map(|p| p.to_string()).as_deref() == Some(pid))
+        .filter(|r| {
+            str_of(r, "event") == "ignore"
+                && r["pid"].as_u64().map(|p| p.to_string()).as_deref() == Some(pid)
+        })
         .collect()
 }
 

@@ -38,6 +38,8 @@ pub struct Server {
     modules: Modules,
     layouts: HashMap<(u32, Image), Layout>,
     foreign_noted: HashSet<u32>,
+    /// Each thread's process, by thread id and start time.
+    tgids: HashMap<(u32, u64), u32>,
     out: Output,
     served: u64,
 }
@@ -64,6 +66,7 @@ impl Server {
             modules: Modules::default(),
             layouts: HashMap::new(),
             foreign_noted: HashSet::new(),
+            tgids: HashMap::new(),
             out,
             served: 0,
         }
@@ -82,11 +85,20 @@ impl Server {
             self.listener.answer(n.id, Answer::Continue);
             return;
         }
-        let Some((call, mem)) = self.read(n) else {
+        let Some((mut call, mem)) = self.read(n) else {
             // Unreadable: the kernel will give the caller its own answer (EINVAL, EFAULT).
             self.listener.answer(n.id, Answer::Continue);
             return;
         };
+        let old = self.actions.current(&call.status, call.image, call.signo);
+        let change = !call.new.ignores(call.signo)
+            && self.policy.any.contains(&call.signo)
+            && old.is_none_or(|o| o.differs_from(call.new));
+        // Only an event needs the stack (most calls are a program installing its handlers).
+        let event = call.new.ignores(call.signo) || change;
+        if event {
+            self.unwind(&mut call, &mem);
+        }
         if !self.listener.still_pending(n.id) {
             return;
         }
@@ -95,15 +107,8 @@ impl Server {
                 .as_ref()
                 .is_some_and(|(m, _)| crate::record::basename(m).starts_with("libsigaudit"))
         });
-        let old = self.actions.current(&call.status, call.image, call.signo);
-        if through_library {
-            self.installed(&call, call.new);
-            self.listener.answer(n.id, Answer::Continue);
-            return;
-        }
-        let watched_any = self.policy.any.contains(&call.signo);
-        if !call.new.ignores(call.signo) {
-            if watched_any && old.is_none_or(|o| o.differs_from(call.new)) {
+        if !event || through_library || change {
+            if change && !through_library {
                 self.report(&call, "change", old, call.new, "logged");
             }
             self.installed(&call, call.new);
@@ -173,16 +178,12 @@ impl Server {
             return None;
         }
         let signo = args[0] as u32 as i32;
-        let status = tracee::status(tid)?;
-        let image = tracee::image(status.tgid)?;
+        let (status, image) = self.identify(tid, signo)?;
         let mem = Memory::open(tid)?;
         let mut raw = [0u8; actions::SIZE];
         if !mem.read(args[1], &mut raw) {
             return None;
         }
-        let (sp, pc) = tracee::registers(tid)?;
-        let layout = self.layout(status.tgid, image, pc)?;
-        let (frames, truncated) = layout.backtrace(&mem, sp, pc);
         Some((
             Call {
                 tid,
@@ -192,11 +193,47 @@ impl Server {
                 new: KernelAction::from_bytes(&raw),
                 act_ptr: args[1],
                 old_ptr: args[2],
-                frames,
-                truncated,
+                frames: Vec::new(),
+                truncated: false,
             },
             mem,
         ))
+    }
+
+    /// The caller's process, parent and signal classes, and its image: from `/proc/TID/stat`
+    /// alone for signals up to 31 and a thread seen before (`status` costs twice as much).
+    fn identify(&mut self, tid: u32, signo: i32) -> Option<(Status, Image)> {
+        let st = tracee::stat(tid)?;
+        let key = (tid, st.start_time);
+        let full = match self.tgids.get(&key) {
+            Some(_) if signo <= 31 => None,
+            _ => Some(tracee::status(tid)?),
+        };
+        let tgid = match full {
+            Some(f) => f.tgid,
+            None => self.tgids[&key],
+        };
+        if self.tgids.len() > 4096 {
+            self.tgids.clear();
+        }
+        self.tgids.insert(key, tgid);
+        let status = Status {
+            tgid,
+            ppid: st.ppid,
+            ignored: full.map_or(st.ignored, |f| f.ignored),
+            caught: full.map_or(st.caught, |f| f.caught),
+        };
+        Some((status, st.image))
+    }
+
+    /// The caller's stack, from its registers at the call.
+    fn unwind(&mut self, call: &mut Call, mem: &Memory) {
+        let Some((sp, pc)) = tracee::registers(call.tid) else {
+            return;
+        };
+        if let Some(layout) = self.layout(call.status.tgid, call.image, pc) {
+            (call.frames, call.truncated) = layout.backtrace(mem, sp, pc);
+        }
     }
 
     /// The process's layout, read again when `pc` is outside every module known (a library

@@ -230,28 +230,48 @@ fn read_word(mem: &Memory, addr: u64) -> Option<u64> {
     mem.read(addr, &mut b).then(|| u64::from_ne_bytes(b))
 }
 
-/// The part of the stack from the stack pointer up, read in one go.
-struct Window {
+/// The part of the stack from the stack pointer up, read as far as it is used, in chunks
+/// that double (most stacks are a few KiB deep; the mapping may be megabytes).
+struct Window<'m> {
+    mem: &'m Memory,
     start: u64,
-    bytes: Vec<u8>,
+    /// Where the stack's mapping ends, or how far we may read.
+    limit: u64,
+    bytes: std::cell::RefCell<Vec<u8>>,
 }
 
-impl Window {
-    fn read(mem: &Memory, sp: u64, end: u64) -> Window {
-        let len = end.saturating_sub(sp).min(STACK_WINDOW) as usize;
-        let mut bytes = vec![0u8; len];
-        let n = mem.read_some(sp, &mut bytes);
-        bytes.truncate(n);
-        Window { start: sp, bytes }
+impl<'m> Window<'m> {
+    fn read(mem: &'m Memory, sp: u64, end: u64) -> Window<'m> {
+        let limit = sp.saturating_add(end.saturating_sub(sp).min(STACK_WINDOW));
+        Window {
+            mem,
+            start: sp,
+            limit,
+            bytes: std::cell::RefCell::new(Vec::new()),
+        }
     }
 
     fn end(&self) -> u64 {
-        self.start + self.bytes.len() as u64
+        self.limit
     }
 
     fn word(&self, addr: u64) -> Option<u64> {
         let at = addr.checked_sub(self.start)? as usize;
-        let b = self.bytes.get(at..at + 8)?;
+        if addr.checked_add(8)? > self.limit {
+            return None;
+        }
+        let mut bytes = self.bytes.borrow_mut();
+        if bytes.len() < at + 8 {
+            let want = (at + 8).max(bytes.len() * 2).max(4096);
+            let want = want.min((self.limit - self.start) as usize);
+            let have = bytes.len();
+            bytes.resize(want, 0);
+            let n = self
+                .mem
+                .read_some(self.start + have as u64, &mut bytes[have..]);
+            bytes.truncate(have + n);
+        }
+        let b = bytes.get(at..at + 8)?;
         Some(u64::from_ne_bytes(b.try_into().ok()?))
     }
 }

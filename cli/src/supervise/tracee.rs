@@ -74,25 +74,43 @@ fn parse_status(text: &[u8]) -> Option<Status> {
     (seen == 4).then_some(s)
 }
 
-/// Which program image a process runs: the start of its code and of its stack, from
-/// `/proc/PID/stat`. They are set at `exec` (the stack randomly placed) and copied by `fork`, so
-/// a change means the process has run a new program since we last looked, and a fork child
-/// shares its parent's until it execs.
+/// Which program image a process runs: the start of its code and of its stack. They are set at
+/// `exec` (the stack randomly placed) and copied by `fork`, so a change means the process has
+/// run a new program since we last looked, and a fork child shares its parent's until it execs.
 pub type Image = (u64, u64, u64);
 
-pub fn image(pid: u32) -> Option<Image> {
-    parse_image(&read_proc(pid, "stat")?)
+/// What `/proc/TID/stat` says: cheaper to read than `status`, but its signal masks stop at
+/// signal 31 and it does not name the thread's process.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Stat {
+    pub ppid: u32,
+    /// When the thread started (clock ticks since boot): with its id, names it for good.
+    pub start_time: u64,
+    pub image: Image,
+    /// Signals 1-31 ignored, and caught.
+    pub ignored: u64,
+    pub caught: u64,
 }
 
-fn parse_image(text: &[u8]) -> Option<Image> {
+pub fn stat(tid: u32) -> Option<Stat> {
+    parse_stat(&read_proc(tid, "stat")?)
+}
+
+fn parse_stat(text: &[u8]) -> Option<Stat> {
     let text = String::from_utf8_lossy(text);
     // The command name in parentheses may hold anything: fields start after the last ')'.
     let rest = &text[text.rfind(')')? + 1..];
     let fields: Vec<&str> = rest.split_whitespace().collect();
-    // Field 3 (state) is fields[0]; start_code, end_code and start_stack are fields 26-28.
+    // Field 3 (state) is fields[0].
     let f = |n: usize| fields.get(n - 3)?.parse::<u64>().ok();
     let image = (f(26)?, f(27)?, f(28)?);
-    (image != (0, 0, 0)).then_some(image)
+    (image != (0, 0, 0)).then_some(Stat {
+        ppid: f(4)? as u32,
+        start_time: f(22)?,
+        image,
+        ignored: f(33)?,
+        caught: f(34)?,
+    })
 }
 
 /// The program's path (`/proc/PID/exe`), as bytes.
@@ -211,11 +229,16 @@ mod tests {
             }
         );
         let mut stat = String::from("42 (a b) c) S");
-        for i in 4..=28 {
+        for i in 4..=40 {
             stat.push_str(&format!(" {i}"));
         }
-        stat.push_str(" 29 30\n");
-        assert_eq!(parse_image(stat.as_bytes()), Some((26, 27, 28)));
+        stat.push('\n');
+        let st = parse_stat(stat.as_bytes()).unwrap();
+        assert_eq!(st.image, (26, 27, 28));
+        assert_eq!(
+            (st.ppid, st.start_time, st.ignored, st.caught),
+            (4, 22, 33, 34)
+        );
     }
 
     #[test]
@@ -239,7 +262,8 @@ mod tests {
         let me = std::process::id();
         let s = status(me).unwrap();
         assert_eq!(s.tgid, me);
-        assert!(image(me).is_some());
+        let st = stat(me).unwrap();
+        assert_eq!(st.ppid, s.ppid);
         assert!(maps(me).unwrap().iter().any(|m| m.executable));
         let mem = Memory::open(me).unwrap();
         let x = 0x1234_5678u32;
