@@ -4,7 +4,9 @@
  *                        nanoseconds per call in this thread's CPU time (the filter runs there)
  *   syscalls notify N    N rt_sigaction(SIGCHLD, handler): every one is sent to the supervisor
  *                        and waits for its answer; prints microseconds per call, wall clock (the
- *                        supervisor's work is in another process) */
+ *                        supervisor's work is in another process)
+ *   syscalls events N    N times ignore SIGCHLD (an event) and restore it (a notification that
+ *                        is none); prints microseconds per pair, wall clock */
 #define _GNU_SOURCE
 #include <signal.h>
 #include <stdio.h>
@@ -33,6 +35,16 @@ int main(int argc, char **argv) {
         for (long i = 0; i < n; i++)
             syscall(SYS_getppid);
         printf("%.3f\n", (now(CLOCK_THREAD_CPUTIME_ID) - t0) / n);
+        return 0;
+    }
+    if (strcmp(argv[1], "events") == 0) {
+        signal(SIGCHLD, SIG_DFL);
+        double t0 = now(CLOCK_MONOTONIC);
+        for (long i = 0; i < n; i++) {
+            signal(SIGCHLD, SIG_IGN);
+            signal(SIGCHLD, SIG_DFL);
+        }
+        printf("%.3f\n", (now(CLOCK_MONOTONIC) - t0) / n / 1000);
         return 0;
     }
     struct sigaction act = {0};
