@@ -1,6 +1,6 @@
 //! `--supervise`: what the library cannot enter is seen through the seccomp supervisor: a
 //! statically linked C program (event, the function that did it, veto giving `waitpid()` the
-//! real status), a Go program built without cgo, a child started through `env -i`; a process
+//! real status), the same built against musl, a Go program built without cgo, a child started through `env -i`; a process
 //! with the library is reported once, not twice; a raw system call instruction in it is seen;
 //! the tree neither hangs when sigaudit is killed nor loses its calls when it outlives the
 //! command; nested supervision is refused clearly.
@@ -106,6 +106,34 @@ fn a_static_program_is_seen_named_and_vetoed() {
     let ev = ignores_of(&run, &run.field("pid"));
     assert_eq!(ev.len(), 1, "{run}");
     assert_eq!(str_of(&ev[0], "action"), "vetoed", "{run}");
+}
+
+/// musl's own functions have neither unwind information nor frame pointers: the stack still
+/// reaches the program's function, through the return addresses above them.
+#[test]
+fn a_static_musl_program_is_seen_and_named() {
+    let Some(musl_gcc) = tool("musl-gcc") else {
+        return;
+    };
+    let d = Dir::new("supervise_musl");
+    let program = d.join("lose_status");
+    let built = d
+        .plain(musl_gcc)
+        .args(["-static", "-g", "-O0", "-o"])
+        .arg(&program)
+        .arg(fixture("lose_status.c"))
+        .run();
+    assert!(built.status.success(), "musl-gcc failed\n{built}");
+    let run = d
+        .sigaudit()
+        .args(["--supervise", "--json", "./lose_status"])
+        .run()
+        .code(0);
+    assert_eq!(run.field("wait"), "ECHILD", "{run}");
+    let ev = ignores_of(&run, &run.field("pid"));
+    assert_eq!(ev.len(), 1, "{run}");
+    assert!(has_frame(&ev[0], "ignore_children"), "{run}");
+    assert!(has_frame(&ev[0], "main"), "{run}");
 }
 
 #[test]

@@ -30,6 +30,8 @@ pub struct Module {
     segments: Vec<(u64, u64)>,
     /// Functions by address: start, size (0 when unknown), name.
     symbols: Vec<(u64, u64, String)>,
+    /// The address ranges that call-frame information covers, sorted.
+    cfi: Vec<(u64, u64)>,
 }
 
 impl Module {
@@ -63,12 +65,19 @@ impl Module {
         };
         symbols.sort_by_key(|s| s.0);
         symbols.dedup_by_key(|s| s.0);
+        let eh_frame = section(".eh_frame");
+        let debug_frame = section(".debug_frame").map(|s| s.data);
+        let text = range(".text");
+        let got = range(".got");
+        let mut cfi = cfi_ranges(eh_frame.as_ref(), debug_frame.as_deref(), &text, &got);
+        cfi.sort_unstable();
         Some(Module {
-            eh_frame: section(".eh_frame"),
+            eh_frame,
             eh_frame_hdr: section(".eh_frame_hdr"),
-            debug_frame: section(".debug_frame").map(|s| s.data),
-            text: range(".text"),
-            got: range(".got"),
+            debug_frame,
+            text,
+            got,
+            cfi,
             segments: file
                 .segments()
                 .map(|s| (s.file_range().0, s.address()))
@@ -87,6 +96,12 @@ impl Module {
             .map(|&(foff, vaddr)| start.wrapping_sub(vaddr - (foff - offset)))
     }
 
+    /// Whether the module's call-frame information covers `addr` (a file address).
+    pub fn has_cfi(&self, addr: u64) -> bool {
+        let i = self.cfi.partition_point(|r| r.0 <= addr);
+        i > 0 && addr < self.cfi[i - 1].1
+    }
+
     /// The function holding `addr` (a file address) and the distance into it.
     pub fn symbol(&self, addr: u64) -> Option<(&str, u64)> {
         let i = self
@@ -100,6 +115,52 @@ impl Module {
             return None;
         }
         Some((name, addr - start))
+    }
+}
+
+/// The ranges that the FDEs of `.eh_frame` (else `.debug_frame`) describe.
+fn cfi_ranges(
+    eh_frame: Option<&Section>,
+    debug_frame: Option<&[u8]>,
+    text: &Option<Range<u64>>,
+    got: &Option<Range<u64>>,
+) -> Vec<(u64, u64)> {
+    use addr2line::gimli::{
+        BaseAddresses, CieOrFde, DebugFrame, EhFrame, EndianSlice, LittleEndian, UnwindSection,
+    };
+    fn collect<'a, S: UnwindSection<EndianSlice<'a, LittleEndian>>>(
+        section: &S,
+        bases: &BaseAddresses,
+    ) -> Vec<(u64, u64)> {
+        let mut out = Vec::new();
+        let mut entries = section.entries(bases);
+        while let Ok(Some(entry)) = entries.next() {
+            if let CieOrFde::Fde(partial) = entry
+                && let Ok(fde) = partial.parse(S::cie_from_offset)
+            {
+                out.push((fde.initial_address(), fde.end_address()));
+            }
+        }
+        out
+    }
+    let mut bases = BaseAddresses::default();
+    if let Some(t) = text {
+        bases = bases.set_text(t.start);
+    }
+    if let Some(g) = got {
+        bases = bases.set_got(g.start);
+    }
+    match (eh_frame, debug_frame) {
+        (Some(eh), _) => collect(
+            &EhFrame::new(&eh.data, LittleEndian),
+            &bases.set_eh_frame(eh.svma.start),
+        ),
+        (None, Some(debug)) => {
+            let mut section = DebugFrame::new(debug, LittleEndian);
+            section.set_address_size(8);
+            collect(&section, &bases)
+        }
+        (None, None) => Vec::new(),
     }
 }
 

@@ -125,6 +125,14 @@ impl Layout {
         }
     }
 
+    /// Whether unwind information covers `addr`.
+    fn has_cfi(&self, addr: u64) -> bool {
+        self.mapped
+            .iter()
+            .find(|(m, ..)| (m.start..m.end).contains(&addr))
+            .is_some_and(|(_, _, module, bias)| module.has_cfi(addr.wrapping_sub(*bias)))
+    }
+
     fn in_code(&self, addr: u64) -> bool {
         self.maps
             .iter()
@@ -140,19 +148,53 @@ impl Layout {
     /// innermost first, and whether more were cut.
     pub fn backtrace(&self, mem: &Memory, sp: u64, pc: u64) -> (Vec<Frame>, bool) {
         let stack = Window::read(mem, sp, self.mapping(sp).map_or(sp, |m| m.end));
-        let (mut addrs, ended) = self.walk(&stack, mem, pc, sp, UNKNOWN_FP);
-        // The walk failed before the outermost frame: if the frame pointer was what it lacked,
-        // find the frame record above the last stack pointer reached and go on from there.
-        if !ended
-            && addrs.len() < MAX_FRAMES
-            && let Some(&(last_pc, last_sp)) = addrs.last()
-            && let Some(fp) = self.frame_record_above(&stack, last_sp)
-        {
-            let (more, _) = self.walk(&stack, mem, last_pc, last_sp, fp);
-            if more.len() > 1 {
-                addrs.pop();
-                addrs.extend(more);
+        let start = FrameAddress::from_instruction_pointer(pc);
+        let (mut addrs, mut ended) = self.walk(&stack, mem, start, sp, UNKNOWN_FP);
+        // The walk failed before the outermost frame (each way on makes progress up the stack).
+        while !ended && addrs.len() < MAX_FRAMES {
+            let Some(&(last_pc, last_sp)) = addrs.last() else {
+                break;
+            };
+            let last = match addrs.len() {
+                1 => start,
+                _ => FrameAddress::from_return_address(last_pc).unwrap_or(start),
+            };
+            // A frame with unwind information failed for want of the frame pointer: the frame
+            // record above it is its own. A frame without (musl's libc is built so) has its
+            // return address somewhere above it: the first word that points just past a call
+            // instruction.
+            let lookup = if addrs.len() == 1 {
+                last_pc
+            } else {
+                last_pc - 1
+            };
+            let scanned = match self.has_cfi(lookup) {
+                true => None,
+                false => self.return_address_above(&stack, mem, last_sp),
+            };
+            if let Some(fp) = self.frame_record_above(&stack, last_sp)
+                && scanned.is_none()
+            {
+                let (more, e) = self.walk(&stack, mem, last, last_sp, fp);
+                if more.len() > 1 {
+                    addrs.pop();
+                    addrs.extend(more);
+                    ended = e;
+                    continue;
+                }
             }
+            let Some((at, ra)) = scanned else {
+                break;
+            };
+            let (more, e) = self.walk(
+                &stack,
+                mem,
+                FrameAddress::from_return_address(ra).unwrap_or(start),
+                at + 8,
+                UNKNOWN_FP,
+            );
+            addrs.extend(more);
+            ended = e;
         }
         let truncated = addrs.len() > MAX_FRAMES;
         let frames = addrs
@@ -163,22 +205,37 @@ impl Layout {
         (frames, truncated)
     }
 
-    /// Unwinds from `pc`/`sp` with frame pointer `fp`: each frame's address and the stack
+    /// The lowest stack slot at or above `sp` holding a return address: a word pointing into
+    /// code just past a call instruction. Returns the slot and the address.
+    fn return_address_above(&self, stack: &Window, mem: &Memory, sp: u64) -> Option<(u64, u64)> {
+        let mut a = sp;
+        while a + 8 <= stack.end() {
+            let w = stack.word(a)?;
+            if self.in_code(w) && follows_call(mem, w) {
+                return Some((a, w));
+            }
+            a += 8;
+        }
+        None
+    }
+
+    /// Unwinds from `address` (the program counter, or a return address) and `sp` with frame
+    /// pointer `fp`: each frame's address and the stack
     /// pointer in it, up to one frame more than [`MAX_FRAMES`]; and whether the walk reached
     /// the outermost frame (rather than failing, or being cut).
     fn walk(
         &self,
         stack: &Window,
         mem: &Memory,
-        pc: u64,
+        mut address: FrameAddress,
         sp: u64,
         fp: u64,
     ) -> (Vec<(u64, u64)>, bool) {
         let mut cache = Cache::new();
         let mut read = |addr: u64| stack.word(addr).or_else(|| read_word(mem, addr)).ok_or(());
+        let pc = address.address();
         let mut regs = initial_regs(pc, sp, fp);
         let mut out = vec![(pc, sp)];
-        let mut address = FrameAddress::from_instruction_pointer(pc);
         while out.len() <= MAX_FRAMES {
             match self
                 .walker
@@ -223,6 +280,29 @@ fn initial_regs(pc: u64, sp: u64, fp: u64) -> Regs {
 fn initial_regs(pc: u64, sp: u64, fp: u64) -> Regs {
     // The link register is not known either: CFI finds the return address on the stack.
     Regs::new(0, sp, fp)
+}
+
+/// Whether the instruction before `ra` is a call: `call rel32`, or `call` through a register or
+/// memory (opcode 0xff with /2), in its 2, 3, 6 and 7-byte forms.
+#[cfg(target_arch = "x86_64")]
+fn follows_call(mem: &Memory, ra: u64) -> bool {
+    let mut b = [0u8; 7];
+    if ra < 7 || !mem.read(ra - 7, &mut b) {
+        return false;
+    }
+    let indirect = |at: usize| b[at] == 0xff && b[at + 1] & 0x38 == 0x10;
+    b[2] == 0xe8 || indirect(5) || indirect(4) || indirect(1) || indirect(0)
+}
+
+/// Whether the instruction before `ra` is `bl` or `blr`.
+#[cfg(target_arch = "aarch64")]
+fn follows_call(mem: &Memory, ra: u64) -> bool {
+    let mut b = [0u8; 4];
+    if ra < 4 || !mem.read(ra - 4, &mut b) {
+        return false;
+    }
+    let insn = u32::from_le_bytes(b);
+    insn & 0xfc00_0000 == 0x9400_0000 || insn & 0xffff_fc1f == 0xd63f_0000
 }
 
 fn read_word(mem: &Memory, addr: u64) -> Option<u64> {
