@@ -267,19 +267,29 @@ fn a_process_with_the_library_is_reported_once() {
     ));
 }
 
-/// See: the kernel fails pending and later supervised calls with ENOSYS once the listener is
-/// closed, so a killed sigaudit leaves the tree running, not hanging.
-#[test]
-fn killing_sigaudit_does_not_hang_the_tree() {
-    let d = Dir::new("supervise_killed");
+/// `sigaudit --supervise` running the static fixture paused before its ignore (`wait FILE`), run
+/// as `how` makes the command from the fixture's arguments; returns it once the fixture said
+/// "ready", and the file that lets it go on.
+fn paused(name: &str, how: impl FnOnce(String) -> Vec<String>) -> (Running, std::path::PathBuf) {
+    let d = Dir::new(name);
     d.cc("lose_status", "lose_status.c", &["-static"]);
     let go_on = d.join("go-on");
     let running = d
         .sigaudit()
-        .args(["--supervise", "./lose_status", "wait"])
-        .arg(&go_on)
+        .arg("--supervise")
+        .args(how(format!("./lose_status wait {}", go_on.display())))
         .start();
     running.wait_for_line("ready");
+    (running, go_on)
+}
+
+/// See: the kernel fails pending and later supervised calls with ENOSYS once the listener is
+/// closed, so a killed sigaudit leaves the tree running, not hanging.
+#[test]
+fn killing_sigaudit_does_not_hang_the_tree() {
+    let (running, go_on) = paused("supervise_killed", |cmd| {
+        cmd.split(' ').map(String::from).collect()
+    });
     // SAFETY: plain system call on our own child.
     unsafe { libc::kill(running.pid(), libc::SIGKILL) };
     std::fs::write(&go_on, "").unwrap();
@@ -296,15 +306,9 @@ fn killing_sigaudit_does_not_hang_the_tree() {
 /// supervised call.
 #[test]
 fn a_process_that_outlives_the_command_keeps_working() {
-    let d = Dir::new("supervise_outlive");
-    d.cc("lose_status", "lose_status.c", &["-static"]);
-    let go_on = d.join("go-on");
-    let script = format!("./lose_status wait {} &\n", go_on.display());
-    let mut running = d
-        .sigaudit()
-        .args(["--supervise", "sh", "-c", &script])
-        .start();
-    running.wait_for_line("ready");
+    let (mut running, go_on) = paused("supervise_outlive", |cmd| {
+        vec!["sh".into(), "-c".into(), format!("{cmd} &")]
+    });
     let start = Instant::now();
     while running.child.try_wait().unwrap().is_none() {
         assert!(start.elapsed() < TIMEOUT, "sigaudit did not end");
