@@ -1,4 +1,4 @@
-//! The supervisor's events, in the library's record shape (see the library's `report.rs`), so
+//! The supervisor's events, in the library's record shape (see the library's `report/json.rs`), so
 //! that the command shows, summarizes and symbolizes them like the library's own. They go to one
 //! file of their own, `events.supervisor.jsonl`, in the run's private folder, one whole line per
 //! `write`. Two fields are the supervisor's: `"supervised": true`, and `via` is the system call
