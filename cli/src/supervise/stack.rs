@@ -277,8 +277,9 @@ fn initial_regs(pc: u64, sp: u64, fp: u64) -> Regs {
 }
 
 #[cfg(target_arch = "aarch64")]
-fn initial_regs(pc: u64, sp: u64, fp: u64) -> Regs {
-    // The link register is not known either: CFI finds the return address on the stack.
+fn initial_regs(_pc: u64, sp: u64, fp: u64) -> Regs {
+    // The link register is not known either (so a leaf function's caller is found only by the
+    // scan for return addresses); the program counter is the frame address itself.
     Regs::new(0, sp, fp)
 }
 
