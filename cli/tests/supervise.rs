@@ -30,6 +30,22 @@ fn ignores_of(run: &Run, pid: &str) -> Vec<Value> {
         .collect()
 }
 
+/// `sigaudit --supervise --json ARGS...` in `d`, which must succeed.
+fn supervised(d: &Dir, args: &[&str]) -> Run {
+    d.sigaudit()
+        .args(["--supervise", "--json"])
+        .args(args)
+        .run()
+        .code(0)
+}
+
+/// The one ignore record of the process that printed `pid=`.
+fn the_ignore(run: &Run) -> Value {
+    let ev = ignores_of(run, &run.field("pid"));
+    assert_eq!(ev.len(), 1, "{run}");
+    ev.into_iter().next().unwrap()
+}
+
 /// Whether a record's stack has a frame for `function` (by its DWARF name or its symbol).
 fn has_frame(rec: &Value, function: &str) -> bool {
     rec["backtrace"].as_array().is_some_and(|frames| {
@@ -46,19 +62,12 @@ fn a_static_program_is_seen_named_and_vetoed() {
     d.cc("lose_status", "lose_status.c", &["-static"]);
     let line = line_of("lose_status.c", "ignore-here");
 
-    let run = d
-        .sigaudit()
-        .args(["--supervise", "--json", "./lose_status"])
-        .run()
-        .code(0);
+    let run = supervised(&d, &["./lose_status"]);
     // The bug happened, as without sigaudit...
     assert_eq!(run.field("wait"), "ECHILD", "{run}");
     assert_eq!(run.field("old"), "SIG_DFL", "{run}");
     // ...and was seen although no library could enter the program.
-    let pid = run.field("pid");
-    let ev = ignores_of(&run, &pid);
-    assert_eq!(ev.len(), 1, "{run}");
-    let ev = &ev[0];
+    let ev = &the_ignore(&run);
     assert_eq!(str_of(ev, "via"), "rt_sigaction", "{run}");
     assert_eq!(ev["supervised"], true, "{run}");
     assert_eq!(
@@ -103,8 +112,7 @@ fn a_static_program_is_seen_named_and_vetoed() {
     assert_eq!(run.field("now"), "SIG_DFL", "{run}");
     assert_eq!(run.field("wait"), "ok", "{run}");
     assert_eq!(run.field("status"), "3", "{run}");
-    let ev = ignores_of(&run, &run.field("pid"));
-    assert_eq!(ev.len(), 1, "{run}");
+    let ev = [the_ignore(&run)];
     assert_eq!(str_of(&ev[0], "action"), "vetoed", "{run}");
 }
 
@@ -124,16 +132,11 @@ fn a_static_musl_program_is_seen_and_named() {
         .arg(fixture("lose_status.c"))
         .run();
     assert!(built.status.success(), "musl-gcc failed\n{built}");
-    let run = d
-        .sigaudit()
-        .args(["--supervise", "--json", "./lose_status"])
-        .run()
-        .code(0);
+    let run = supervised(&d, &["./lose_status"]);
     assert_eq!(run.field("wait"), "ECHILD", "{run}");
-    let ev = ignores_of(&run, &run.field("pid"));
-    assert_eq!(ev.len(), 1, "{run}");
-    assert!(has_frame(&ev[0], "ignore_children"), "{run}");
-    assert!(has_frame(&ev[0], "main"), "{run}");
+    let ev = the_ignore(&run);
+    assert!(has_frame(&ev, "ignore_children"), "{run}");
+    assert!(has_frame(&ev, "main"), "{run}");
 }
 
 #[test]
@@ -163,15 +166,8 @@ fn a_go_program_without_cgo_is_seen_with_go_names() {
     let built = build.run();
     assert!(built.status.success(), "go build failed\n{built}");
 
-    let run = d
-        .sigaudit()
-        .args(["--supervise", "--json", "./goignore"])
-        .run()
-        .code(0);
-    let pid = run.field("pid");
-    let ev = ignores_of(&run, &pid);
-    assert_eq!(ev.len(), 1, "{run}");
-    let ev = &ev[0];
+    let run = supervised(&d, &["./goignore"]);
+    let ev = &the_ignore(&run);
     assert_eq!(ev["supervised"], true, "{run}");
     // Go installs its own handler at start; the ignore replaces it.
     assert_eq!(
@@ -205,13 +201,8 @@ fn a_child_started_with_a_cleared_environment_is_still_seen() {
     assert_eq!(run.field("wait"), "ECHILD", "{run}");
     run.stderr_has("sigaudit: clean run");
     // With it, the filter is inherited whatever the environment.
-    let run = d
-        .sigaudit()
-        .args(["--supervise", "--json", "./spawn.sh"])
-        .run()
-        .code(0);
-    let ev = ignores_of(&run, &run.field("pid"));
-    assert_eq!(ev.len(), 1, "{run}");
+    let run = supervised(&d, &["./spawn.sh"]);
+    let ev = [the_ignore(&run)];
     assert_eq!(ev[0]["supervised"], true, "{run}");
     assert!(has_frame(&ev[0], "ignore_children"), "{run}");
 }
@@ -220,27 +211,16 @@ fn a_child_started_with_a_cleared_environment_is_still_seen() {
 fn a_process_with_the_library_is_reported_once() {
     let d = Dir::new("supervise_once");
     d.cc("lose_status", "lose_status.c", &[]);
-    let run = d
-        .sigaudit()
-        .args(["--supervise", "--json", "./lose_status"])
-        .run()
-        .code(0);
-    let ev = ignores_of(&run, &run.field("pid"));
-    assert_eq!(ev.len(), 1, "{run}");
+    let run = supervised(&d, &["./lose_status"]);
+    let ev = [the_ignore(&run)];
     // The library's own record, not the supervisor's.
     assert_eq!(str_of(&ev[0], "via"), "signal", "{run}");
     assert_eq!(ev[0].get("supervised"), None, "{run}");
 
     // A system call instruction of its own goes around the library: the supervisor reports it,
     // and the library's later ECHILD names it as the cause.
-    let run = d
-        .sigaudit()
-        .args(["--supervise", "--json", "./lose_status", "raw"])
-        .run()
-        .code(0);
-    let pid = run.field("pid");
-    let ev = ignores_of(&run, &pid);
-    assert_eq!(ev.len(), 1, "{run}");
+    let run = supervised(&d, &["./lose_status", "raw"]);
+    let ev = [the_ignore(&run)];
     assert_eq!(ev[0]["supervised"], true, "{run}");
     assert!(has_frame(&ev[0], "ignore_children"), "{run}");
     let echild = events(&run)
@@ -335,7 +315,6 @@ fn nested_supervision_is_refused_and_the_outer_one_sees() {
         .code(0);
     let run =
         run.stderr_has("--supervise: the command already runs under another seccomp supervisor");
-    let ev = ignores_of(&run, &run.field("pid"));
-    assert_eq!(ev.len(), 1, "{run}");
+    let ev = [the_ignore(&run)];
     assert_eq!(ev[0]["supervised"], true, "{run}");
 }
