@@ -84,6 +84,12 @@ fn a_static_program_is_seen_named_and_vetoed() {
         .unwrap_or_else(|| panic!("no ignore_children frame\n{run}"));
     assert_eq!(culprit["line"].as_u64(), Some(line as u64), "{run}");
     assert!(has_frame(ev, "main"), "{run}");
+    // The module's build ID, as the library gives it, for debug files found by it.
+    let id = str_of(culprit, "build_id");
+    assert!(
+        id.len() >= 16 && id.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{run}"
+    );
     run.stderr_has(&format!(
         "where: ignore_children at {}",
         fixture("lose_status.c").display()

@@ -21,6 +21,8 @@ pub struct Section {
 }
 
 pub struct Module {
+    /// The GNU build ID, in hex, as the library's records give it.
+    pub build_id: Option<Arc<str>>,
     pub eh_frame: Option<Section>,
     pub eh_frame_hdr: Option<Section>,
     pub debug_frame: Option<Bytes>,
@@ -71,7 +73,12 @@ impl Module {
         let got = range(".got");
         let mut cfi = cfi_ranges(eh_frame.as_ref(), debug_frame.as_deref(), &text, &got);
         cfi.sort_unstable();
+        let build_id = file.build_id().ok().flatten().map(|id| {
+            let hex: String = id.iter().map(|b| format!("{b:02x}")).collect();
+            Arc::from(hex)
+        });
         Some(Module {
+            build_id,
             eh_frame,
             eh_frame_hdr: section(".eh_frame_hdr"),
             debug_frame,

@@ -37,15 +37,20 @@ const STACK_WINDOW: u64 = 512 * 1024;
 pub struct Frame {
     pub addr: u64,
     pub module: Option<(Arc<str>, u64)>,
+    pub build_id: Option<Arc<str>>,
     pub symbol: Option<(String, u64)>,
 }
 
 impl Frame {
-    /// The record's shape: `addr`, and `module`, `offset`, `symbol` (`name+0xoff`) when known.
+    /// The record's shape: `addr`, and `module`, `build_id`, `offset`, `symbol` (`name+0xoff`)
+    /// when known.
     pub fn to_json(&self) -> Value {
         let mut f = json!({"addr": format!("{:#x}", self.addr)});
         if let Some((module, offset)) = &self.module {
             f["module"] = json!(module.as_ref());
+            if let Some(id) = &self.build_id {
+                f["build_id"] = json!(id.as_ref());
+            }
             f["offset"] = json!(format!("{offset:#x}"));
         }
         if let Some((name, off)) = &self.symbol {
@@ -111,6 +116,7 @@ impl Layout {
             return Frame {
                 addr,
                 module: None,
+                build_id: None,
                 symbol: None,
             };
         };
@@ -121,6 +127,7 @@ impl Layout {
         Frame {
             addr,
             module: Some((path.clone(), offset)),
+            build_id: module.build_id.clone(),
             symbol,
         }
     }
