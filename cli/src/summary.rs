@@ -4,8 +4,8 @@
 //! and sorted by time; `--json` and `-o` keep every one of them.
 
 use crate::record::{self, Culprit, int, s};
-use crate::tree::{self, Cause};
 use crate::text;
+use crate::tree::{self, Cause};
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::fmt::Write;

@@ -248,8 +248,16 @@ fn a_process_with_the_library_is_reported_once() {
         .run()
         .code(0);
     let pid = run.field("pid");
-    run.stderr_has(&format!(
-        "cause: SIGCHLD ignored via rt_sigaction() (supervised) in pid {pid}: raw_rt_sigaction at "
+    // The live echild event names it as its cause...
+    let run = run.stderr_has(&format!(
+        "cause: SIGCHLD ignored via rt_sigaction() (supervised) in pid {pid} at "
+    ));
+    // ...and the summary shows it as the root cause, with the failed wait folded under it.
+    run.stderr_has(
+        "SIGCHLD ignored via rt_sigaction() (supervised) [logged]\n      where: raw_rt_sigaction at ",
+    )
+    .stderr_has(&format!(
+        "\n      waitpid() failed with ECHILD in pid {pid} lose_status"
     ));
 }
 
