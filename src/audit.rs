@@ -215,7 +215,7 @@ fn event(cfg: &Config, kind: Kind, req: &Request, old: Action, new: Action, outc
         let mut language = Language::None;
         if kind != Kind::Inherited {
             unwind::capture(&mut s.backtrace);
-            language = script::capture(&mut s.python, &mut s.missing);
+            language = script::capture(&mut s.python, &mut s.missing, s.backtrace.frames());
         }
         let ev = Event {
             kind,
@@ -265,7 +265,7 @@ fn echild(via: &'static str) {
     report::with_scratch(|s| {
         let cause_len = cause::read(&mut s.prior_cause);
         unwind::capture(&mut s.backtrace);
-        let language = script::capture(&mut s.python, &mut s.missing);
+        let language = script::capture(&mut s.python, &mut s.missing, s.backtrace.frames());
         let cause = cause_len.and_then(|n| s.prior_cause.get(..n));
         let ev = Event {
             kind: Kind::Echild,

@@ -6,7 +6,6 @@ use crate::config::{self, Config, Problems};
 use crate::diag;
 use crate::guard;
 use crate::perl;
-use crate::python;
 use crate::real::{self, Need};
 use crate::report;
 use crate::shell;
@@ -37,7 +36,6 @@ extern "C" fn constructor() {
     diag::problems(&problems);
     diag::loaded(&cfg);
     unwind::init();
-    python::init();
     perl::init();
     shell::init();
     // SAFETY: registers a plain function; only the child handler is needed.

@@ -9,7 +9,7 @@
 //! ones, found with `dlsym(RTLD_NEXT)` (`real.rs`). Each hook describes the request and hands it
 //! to `audit::intercept`, which asks `policy::decide` what it is. An unwatched change passes
 //! straight through. A watched one is reported (`report/`) with its stacks (`unwind.rs`,
-//! `python.rs`) and then let through, refused or turned into an `abort()`, per `SIGAUDIT_MODE`.
+//! `python/`) and then let through, refused or turned into an `abort()`, per `SIGAUDIT_MODE`.
 //! The configuration is read once by the constructor (`init.rs`, `config.rs`).
 //!
 //! # Safety model

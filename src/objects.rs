@@ -181,6 +181,19 @@ impl Dynamic {
         if self.gnu_hash == 0 || self.symtab == 0 || self.strtab == 0 {
             return self.hash != 0;
         }
+        // SAFETY: per the contract.
+        unsafe { self.find(name) }.is_some()
+    }
+
+    /// The `.dynsym` entry of `name` in the module's GNU hash table (which holds only the
+    /// symbols the module defines), if it has one.
+    ///
+    /// # Safety
+    /// The addresses in `self` are a loaded module's mapped tables.
+    unsafe fn find(&self, name: &[u8]) -> Option<*const u8> {
+        if self.gnu_hash == 0 || self.symtab == 0 || self.strtab == 0 {
+            return None;
+        }
         let h = name.iter().fold(5381u32, |h, &c| {
             h.wrapping_mul(33).wrapping_add(u32::from(c))
         });
@@ -190,19 +203,19 @@ impl Dynamic {
             let (nbuckets, symoffset) = (*t as usize, *t.add(1) as usize);
             let (bloom_words, shift) = (*t.add(2) as usize, *t.add(3));
             if nbuckets == 0 || bloom_words == 0 {
-                return false;
+                return None;
             }
             let bloom = t.add(4) as *const u64;
             let word = *bloom.add((h as usize / 64) % bloom_words);
             let mask = (1u64 << (h % 64)) | (1u64 << ((h >> (shift % 32)) % 64));
             if word & mask != mask {
-                return false;
+                return None;
             }
             let buckets = t.add(4 + bloom_words * 2);
             let chains = buckets.add(nbuckets);
             let first = *buckets.add(h as usize % nbuckets) as usize;
             if first < symoffset {
-                return false;
+                return None;
             }
             for i in (first..).take(MAX_SYMBOLS) {
                 let chain = *chains.add(i - symoffset);
@@ -216,16 +229,48 @@ impl Dynamic {
                         .enumerate()
                         .all(|(k, &c)| *candidate.add(k) == c);
                     if same && *candidate.add(name.len()) == 0 {
-                        return true;
+                        return Some(sym);
                     }
                 }
                 if chain & 1 == 1 {
-                    return false;
+                    return None;
                 }
             }
-            false
+            None
         }
     }
+}
+
+/// Where the module `map` has the symbol `name` (no NUL) that it defines, and the symbol's size,
+/// from the module's GNU hash table: no lock and no allocation, so a hook may ask (`dlsym` takes
+/// the loader's lock). `None` for a symbol the module does not define, and for a module without
+/// a GNU hash table.
+///
+/// # Safety
+/// `map` is null or the link map of a module that stays loaded while this runs (one with a frame
+/// on the caller's stack, say).
+pub unsafe fn lookup_in(map: *const LinkMap, name: &[u8]) -> Option<(usize, usize)> {
+    if map.is_null() {
+        return None;
+    }
+    // SAFETY: per the contract: the module's link map, dynamic section and tables are mapped.
+    let sym = unsafe {
+        let map = &*map;
+        Dynamic::of(map).find(name)?
+    };
+    // SAFETY: a symbol table entry is SYM_SIZE bytes, mapped with the table.
+    let entry = unsafe { core::slice::from_raw_parts(sym, SYM_SIZE) };
+    let field = |at: usize| -> Option<u64> {
+        Some(u64::from_ne_bytes(entry.get(at..at + 8)?.try_into().ok()?))
+    };
+    let shndx = u16::from_ne_bytes(entry.get(6..8)?.try_into().ok()?);
+    let (value, size) = (field(8)? as usize, field(16)? as usize);
+    // An undefined or absolute symbol is not the module's own.
+    if shndx == 0 || shndx == 0xfff1 || value == 0 {
+        return None;
+    }
+    // SAFETY: per the contract.
+    Some((unsafe { (*map).l_addr }.checked_add(value)?, size))
 }
 
 /// Number of symbols in a table described by a `DT_GNU_HASH` section.
@@ -298,6 +343,28 @@ mod tests {
         assert!(maybe_defined(b"sigaction"));
         assert!(!maybe_defined(b"Py_Version_of_no_such_python"));
         assert!(!maybe_defined(b"sigactio"));
+    }
+
+    #[test]
+    fn looks_symbols_up_in_one_module() {
+        // glibc's handle for a loaded object is its link map.
+        // SAFETY: a NUL-terminated name; RTLD_NOLOAD only looks.
+        let libc_map =
+            unsafe { libc::dlopen(c"libc.so.6".as_ptr(), libc::RTLD_NOW | libc::RTLD_NOLOAD) }
+                as *const LinkMap;
+        assert!(!libc_map.is_null());
+        // SAFETY: as above.
+        let real = unsafe { libc::dlsym(libc_map as *mut c_void, c"sigaction".as_ptr()) };
+        // SAFETY: libc stays loaded.
+        unsafe {
+            let (addr, size) = lookup_in(libc_map, b"sigaction").expect("libc's sigaction");
+            assert_eq!(addr, real as usize);
+            assert!(size > 0);
+            assert!(lookup_in(libc_map, b"sigactio").is_none());
+            // One that libc only imports (from the dynamic loader).
+            assert!(lookup_in(libc_map, b"__tls_get_addr").is_none());
+            assert!(lookup_in(std::ptr::null(), b"sigaction").is_none());
+        }
     }
 
     #[test]

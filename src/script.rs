@@ -1,10 +1,11 @@
 //! Script frames: which interpreter a process runs (Python, Perl, a shell), the frames read from
 //! it (`python.rs`, `perl/`, `shell.rs`), and, when there are none, why ([`Missing`]).
 //!
-//! Each reader finds its interpreter once, in the constructor, and reads it in a hook without
+//! The Python reader finds its interpreter at the first event whose native stack runs it; the
+//! Perl and shell readers find theirs once, in the constructor. Each reads it in a hook without
 //! locks or allocation. A process runs at most one of them (an interpreter embedding another is
-//! read as the outer one), so [`capture`] asks each in turn and the first that knows this process
-//! answers.
+//! read as the outer one), so [`capture`] asks each in turn and the first that knows this
+//! thread answers.
 
 use crate::python::PyStack;
 
@@ -122,12 +123,12 @@ pub fn write_version(out: &mut [u8; VERSION_CAP], parts: &[u32]) -> usize {
 
 /// Finds the calling thread's script frames: fills `stack` (innermost first) and returns the
 /// language, or fills `missing` when the process runs an interpreter whose frames could not be
-/// read. Python first (its reader is the only one that also knows when it is not running).
-pub fn capture(stack: &mut PyStack, missing: &mut Missing) -> Language {
+/// read. `native` is the event's native stack (return addresses), which tells whether this
+/// thread runs Python. Python first: its reader also knows when the thread is not running it.
+pub fn capture(stack: &mut PyStack, missing: &mut Missing, native: &[usize]) -> Language {
     missing.clear();
     // Empties `stack` whatever it finds.
-    crate::python::capture(stack);
-    if stack.len > 0 {
+    if crate::python::capture(stack, missing, native) {
         return Language::Python;
     }
     if crate::perl::runs() {
