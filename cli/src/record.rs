@@ -115,10 +115,21 @@ pub fn is_runtime_module(module: &str) -> bool {
         "dash",
         "ld-linux",
         "libsigaudit",
+        "libffi.so",
+        "_ctypes.",
     ]
     .iter()
     .any(|p| name.starts_with(p))
         || name == "sh"
+}
+
+/// A module that is a script interpreter's own: its functions (`PyOS_setsig`, `Perl_rsignal`)
+/// are never presented as the place.
+fn is_interpreter_module(module: &str) -> bool {
+    let name = basename(module);
+    ["libpython", "python", "libperl", "perl"]
+        .iter()
+        .any(|p| name.starts_with(p))
 }
 
 /// A function of libc's signal calls, or of Go's runtime and its `os/signal` and `syscall`
@@ -301,7 +312,7 @@ impl Culprit {
     pub fn describe(&self) -> String {
         match self {
             Culprit::Python(p) | Culprit::Native(p) => p.clone(),
-            Culprit::Missing(why) => format!("no script frame: {why}"),
+            Culprit::Missing(why) => why.clone(),
             Culprit::RuntimeOnly(p) => {
                 format!("{p} (no frame outside libc and the interpreter)")
             }
@@ -340,7 +351,15 @@ pub fn culprit(rec: &Value) -> Option<Culprit> {
         }
         return Some(Culprit::Native(native_frame(f)));
     }
-    array(rec, "backtrace")
+    let native = array(rec, "backtrace");
+    // A record from a library that did not say what was missing: still never the
+    // interpreter's own function as the place.
+    if native.iter().any(|f| is_interpreter_module(s(f, "module"))) {
+        return Some(Culprit::Missing(
+            "no script frames, and no native frame outside libc and the interpreter".into(),
+        ));
+    }
+    native
         .first()
         .map(|f| Culprit::RuntimeOnly(native_frame(f)))
 }
@@ -367,7 +386,7 @@ pub fn cause_place(cause: &Value) -> Option<String> {
         return Some(python_frame(f));
     }
     if let Some(why) = script_missing(cause) {
-        return Some(format!("no script frame: {why}"));
+        return Some(why.to_string());
     }
     cause
         .get("native")
@@ -464,20 +483,52 @@ mod tests {
         });
         assert_eq!(
             culprit(&rec).unwrap().describe(),
-            "no script frame: Perl 5.40.0: no Perl frames (supported: 5.36, threaded)"
+            "Perl 5.40.0: no Perl frames (supported: 5.36, threaded)"
         );
     }
 
     #[test]
-    fn only_runtime_frames_name_the_innermost() {
+    fn only_libc_frames_name_the_innermost() {
         let rec = json!({"backtrace": [
-            {"addr": "0x1", "module": "/usr/lib/libpython3.11.so.1.0", "offset": "0x20", "symbol": "PyOS_setsig+0x39"}
+            {"addr": "0x1", "module": "/lib/x86_64-linux-gnu/libc.so.6", "offset": "0x20", "symbol": "signal+0x9"}
         ]});
         assert_eq!(
             culprit(&rec).unwrap().describe(),
-            "PyOS_setsig+0x39 (libpython3.11.so.1.0+0x20) (no frame outside libc and the interpreter)"
+            "signal+0x9 (libc.so.6+0x20) (no frame outside libc and the interpreter)"
         );
         assert_eq!(culprit(&json!({"backtrace": []})), None);
+    }
+
+    /// See: `where: PyOS_setsig at .../pylifecycle.c` for CPython 3.10, before the reason was
+    /// recorded (issue 10).
+    #[test]
+    fn the_interpreter_is_never_the_place() {
+        let setsig = json!({"addr": "0x1", "module": "/opt/py/lib/libpython3.10.so.1.0",
+                            "offset": "0x1f4f89", "symbol": "PyOS_setsig+0x39"});
+        let libc =
+            json!({"addr": "0x2", "module": "/lib/x86_64-linux-gnu/libc.so.6", "offset": "0x10"});
+        let missing = json!({"language": "python", "version": "3.7", "reason": "unsupported-version",
+                             "text": "Python 3.7: no Python frames (supported: 3.8 to 3.15)"});
+        let rec = json!({"script": [], "script_missing": missing, "backtrace": [libc, setsig]});
+        assert_eq!(
+            culprit(&rec).unwrap().describe(),
+            "Python 3.7: no Python frames (supported: 3.8 to 3.15)"
+        );
+        let cause = json!({"script": [], "script_missing": missing, "native": null});
+        assert_eq!(
+            cause_place(&cause).unwrap(),
+            "Python 3.7: no Python frames (supported: 3.8 to 3.15)"
+        );
+        // A record from an older library, without the reason: still not PyOS_setsig; libffi
+        // (ctypes' trampoline) is no place either.
+        let ffi = json!({"addr": "0x3", "module": "/usr/lib/x86_64-linux-gnu/libffi.so.8", "offset": "0x9"});
+        let old = json!({"python": [], "backtrace": [libc, ffi, setsig]});
+        assert_eq!(
+            culprit(&old).unwrap(),
+            Culprit::Missing(
+                "no script frames, and no native frame outside libc and the interpreter".into()
+            )
+        );
     }
 
     #[test]

@@ -185,6 +185,11 @@ fn write_cause(out: &mut String, cause: &Cause, all: &[Value], noted: &mut BTree
             "      {via}() failed with ECHILD in pid {pid} {}{argv}{times}",
             e.program
         );
+        // Where the failed wait was made (the program's line that called subprocess), beside
+        // the cause it is folded under; a frame of libc alone says nothing.
+        if let Some(c) = record::culprit(rec).filter(|c| !matches!(c, Culprit::RuntimeOnly(_))) {
+            let _ = writeln!(out, "          where: {}", c.describe());
+        }
     }
 }
 
@@ -345,6 +350,53 @@ fn event(rec: &Value, all: &[Value]) -> Event {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// The echild's own place (the program's line that waited), under the cause it is folded
+    /// under; a Python without frames says why instead of naming the interpreter's function.
+    #[test]
+    fn a_failed_wait_shows_where_it_was_made() {
+        let stdlib = "/usr/lib/python3.11/subprocess.py";
+        let ignore = json!({"event": "ignore", "pid": 5, "ppid": 1, "exe": "/usr/bin/python3.11",
+            "argv": ["python3", "app.py"], "signal": "SIGCHLD", "via": "sigaction", "action": "logged",
+            "script": [{"language": "python", "file": "/srv/helper.py", "line": 10, "function": "<module>"}],
+            "script_missing": null, "backtrace": []});
+        let echild = json!({"event": "echild", "pid": 5, "ppid": 1, "exe": "/usr/bin/python3.11",
+            "argv": ["python3", "app.py"], "signal": "SIGCHLD", "via": "waitpid", "action": "logged",
+            "script": [
+                {"language": "python", "file": stdlib, "line": 2053, "function": "Popen._try_wait"},
+                {"language": "python", "file": "/srv/app.py", "line": 25, "function": "<module>"}],
+            "script_missing": null, "backtrace": [],
+            "cause": {"event": "ignore", "pid": 5, "via": "sigaction", "signal": "SIGCHLD",
+                "script": [{"language": "python", "file": "/srv/helper.py", "line": 10, "function": "<module>"}],
+                "script_missing": null, "native": null}});
+        let text = render(&[ignore, echild], "CHLD", None);
+        assert!(
+            text.contains(
+                "      where: /srv/helper.py:10 in <module>\n\
+                 \x20     waitpid() failed with ECHILD in pid 5 python3.11 (python3 app.py)\n\
+                 \x20         where: /srv/app.py:25 in <module>\n"
+            ),
+            "{text}"
+        );
+        let missing = json!({"language": "python", "version": "3.7", "reason": "unsupported-version",
+                             "text": "Python 3.7: no Python frames (supported: 3.8 to 3.15)"});
+        let setsig =
+            json!({"addr": "0x1", "module": "/opt/py/lib/libpython3.7m.so.1.0", "offset": "0x9"});
+        let ignore = json!({"event": "ignore", "pid": 6, "ppid": 1, "exe": "/opt/py/bin/python3.7",
+            "signal": "SIGCHLD", "via": "sigaction", "action": "logged",
+            "script": [], "script_missing": missing, "backtrace": [setsig]});
+        let mut echild = ignore.clone();
+        echild["event"] = json!("echild");
+        echild["via"] = json!("waitpid");
+        let text = render(&[ignore, echild], "CHLD", None);
+        assert_eq!(
+            text.matches("where: Python 3.7: no Python frames (supported: 3.8 to 3.15)\n")
+                .count(),
+            2,
+            "{text}"
+        );
+        assert!(!text.contains("PyOS_setsig"), "{text}");
+    }
 
     #[test]
     fn a_clean_run_is_one_line() {

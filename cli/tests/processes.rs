@@ -56,6 +56,15 @@ fn python_code_is_blamed_by_file_and_line() {
         summary.contains("      waitpid() failed with ECHILD in pid "),
         "{run}"
     );
+    // The failed wait's own place, under its cause: the program's line that called subprocess.
+    let waited = line_of("app.py", "subprocess.call(");
+    assert!(
+        summary.contains(&format!(
+            "\n          where: {}:{waited} in <module>\n",
+            app.display()
+        )),
+        "{run}"
+    );
 
     // Vetoed, subprocess sees the real status.
     let run = d
@@ -67,6 +76,33 @@ fn python_code_is_blamed_by_file_and_line() {
         .code(0);
     assert_eq!(run.field("status"), "1", "{run}");
     run.stderr_has("[vetoed]");
+}
+
+/// See: `where: PyOS_setsig at .../pylifecycle.c` for a Python whose frames are not read. Each
+/// older Python this machine has (pyenv's 2.7, 3.6, 3.7) is named with the plain reason, for the
+/// ignore and for the failed wait, never by the interpreter's own function.
+#[test]
+fn an_older_python_is_named_plainly() {
+    let older = pythons::unsupported();
+    if older.is_empty() {
+        eprintln!("note: no Python before 3.8 on this machine: nothing to check");
+    }
+    for python in older {
+        let d = Dir::new("older_python");
+        let app = d.copy_fixture("app.py");
+        let run = d.sigaudit().arg(&python.exe).arg(&app).run().code(0);
+        let summary = run.summary();
+        let why = format!(
+            "Python {}: no Python frames (supported: 3.8 to 3.15)",
+            python.minor()
+        );
+        assert_eq!(
+            summary.matches(&format!("where: {why}\n")).count(),
+            2,
+            "the ignore and the failed wait\n{run}"
+        );
+        assert!(!summary.contains("PyOS_setsig"), "{run}");
+    }
 }
 
 /// See: a static command loads no library, and its run would otherwise read "clean".

@@ -295,8 +295,9 @@ pub fn script_culprit(language: Language, frames: &PyStack) -> Option<usize> {
         .position(|f| !is_interpreter_lib(language, f.file()))
 }
 
-/// True for frames of libc itself or of an interpreter (Python, Perl, a shell), which are never
-/// the culprit: `PyOS_setsig` and `Perl_rsignal` are the same for every ignore.
+/// True for frames of libc itself, of an interpreter (Python, Perl, a shell), or of the
+/// trampolines through which Python calls C (ctypes, libffi), which are never the culprit:
+/// `PyOS_setsig` and `Perl_rsignal` are the same for every ignore.
 fn is_runtime_module(module: &[u8]) -> bool {
     let name = basename(module);
     [
@@ -304,6 +305,8 @@ fn is_runtime_module(module: &[u8]) -> bool {
         b"libpthread",
         b"libpython",
         b"python",
+        b"libffi.so",
+        b"_ctypes.",
         b"libperl",
         b"perl",
         b"bash",
@@ -403,6 +406,10 @@ mod tests {
         assert!(is_runtime_module(b"/lib/x86_64-linux-gnu/libc.so.6"));
         assert!(is_runtime_module(b"/usr/lib/libpython3.11.so.1.0"));
         assert!(is_runtime_module(b"/usr/bin/python3.11"));
+        assert!(is_runtime_module(b"/usr/lib/x86_64-linux-gnu/libffi.so.8"));
+        assert!(is_runtime_module(
+            b"/usr/lib/python3.11/lib-dynload/_ctypes.cpython-311-x86_64-linux-gnu.so"
+        ));
         assert!(!is_runtime_module(b"/tmp/demo"));
         assert!(!is_runtime_module(b"/usr/lib/libcrypto.so.3"));
     }

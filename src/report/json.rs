@@ -55,16 +55,6 @@ pub fn write(b: &mut Buf, ev: &Event, ctx: &Context, namer: &mut Namer, max_fram
             None => b.str("null"),
         };
     }
-    b.str(",\"python\":[");
-    let python = ev.language == Language::Python;
-    for (i, f) in ev.python.frames().iter().filter(|_| python).enumerate() {
-        if i > 0 {
-            b.byte(b',');
-        }
-        py_frame(b, f);
-    }
-    b.str("],\"python_truncated\":")
-        .str(bool_str(ev.python.truncated));
     script(b, ev);
     b.str(",\"backtrace\":[");
     let frames = ev.backtrace.frames();
@@ -83,14 +73,13 @@ fn bool_str(v: bool) -> &'static str {
     if v { "true" } else { "false" }
 }
 
-/// The `script` frames of a Perl or shell process, `script_truncated` and `script_missing`.
+/// The `script` frames (Python, Perl or shell; none when the thread runs no interpreter),
+/// `script_truncated` and `script_missing`.
 fn script(b: &mut Buf, ev: &Event) {
-    if matches!(ev.language, Language::Perl | Language::Shell) {
-        b.str(",\"script\":");
-        script_frames(b, ev.language, ev.python.frames().iter());
-        b.str(",\"script_truncated\":")
-            .str(bool_str(ev.python.truncated));
-    }
+    b.str(",\"script\":");
+    script_frames(b, ev.language, ev.python.frames().iter());
+    b.str(",\"script_truncated\":")
+        .str(bool_str(ev.python.truncated));
     script_missing(b, ev.missing);
 }
 
@@ -124,13 +113,6 @@ fn script_missing(b: &mut Buf, m: &Missing) {
     }
     b.str(",\"reason\":\"").str(reason).str("\",\"text\":");
     b.json_str(m.text()).byte(b'}');
-}
-
-fn py_frame(b: &mut Buf, f: &PyFrame) {
-    b.str("{\"file\":").json_str(f.file());
-    b.str(",\"line\":").int(f.line as i64);
-    b.str(",\"function\":").json_str(f.function());
-    b.byte(b'}');
 }
 
 fn native_frame(b: &mut Buf, namer: &mut Namer, ip: usize) {
@@ -167,19 +149,8 @@ pub fn cause(b: &mut Buf, ev: &Event, ctx: &Context, namer: &mut Namer) {
     b.str("\",\"pid\":").int(ctx.pid as i64);
     b.str(",\"via\":\"").str(ev.via).str("\",\"signal\":\"");
     signals::write_name(b, ev.signo);
-    b.str("\",\"python\":[");
-    let python = ev.language == Language::Python;
-    for (i, f) in culprit.python().filter(|_| python).enumerate() {
-        if i > 0 {
-            b.byte(b',');
-        }
-        py_frame(b, f);
-    }
-    b.byte(b']');
-    if !python && ev.language != Language::None {
-        b.str(",\"script\":");
-        script_frames(b, ev.language, culprit.python());
-    }
+    b.str("\",\"script\":");
+    script_frames(b, ev.language, culprit.python());
     script_missing(b, ev.missing);
     b.str(",\"native\":");
     match culprit.native {

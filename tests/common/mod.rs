@@ -13,6 +13,7 @@ use std::time::Duration;
 /// How long any one child may run before it is killed and the test fails.
 pub const TIMEOUT: Duration = Duration::from_secs(60);
 
+pub mod pythons;
 mod shared;
 #[allow(unused_imports)] // each test binary uses its own part of the harness
 pub use shared::{Cmd, Dir, Run, lib, root, target_dir, tool};

@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 /// How long any one child may run before it is killed and the test fails.
 pub const TIMEOUT: Duration = Duration::from_secs(60);
 
+#[path = "../../../tests/common/pythons.rs"]
+pub mod pythons;
 #[path = "../../../tests/common/shared.rs"]
 mod shared;
 #[allow(unused_imports)] // each test binary uses its own part of the harness
