@@ -230,8 +230,7 @@ fn event(cfg: &Config, kind: Kind, req: &Request, old: Action, new: Action, outc
             missing: &s.missing,
             cause: None,
         };
-        let (len, cause_len) = report::render(cfg, &ev, &mut s.text);
-        report::emit(cfg, s.text.out.get(..len).unwrap_or(&[]));
+        let cause_len = report::publish(cfg, &ev, &mut s.text);
         if outcome == Outcome::Logged && cause_len > 0 && !shared && req.signo == libc::SIGCHLD {
             cause::record(s.text.cause.get(..cause_len).unwrap_or(&[]));
         }
@@ -280,8 +279,7 @@ fn echild(via: &'static str) {
             missing: &s.missing,
             cause,
         };
-        let (len, _) = report::render(cfg, &ev, &mut s.text);
-        report::emit(cfg, s.text.out.get(..len).unwrap_or(&[]));
+        report::publish(cfg, &ev, &mut s.text);
     });
 }
 

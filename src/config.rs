@@ -35,6 +35,51 @@ pub enum Format {
 /// Longest `SIGAUDIT_OUTPUT` path we keep; a longer one is refused (and reported).
 pub const PATH_CAP: usize = 1024;
 
+/// The longest socket path (`sun_path` holds 108 bytes with its NUL).
+pub const SOCKET_PATH_CAP: usize = 107;
+
+/// Where events go (`SIGAUDIT_OUTPUT`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Output {
+    /// The program's stderr.
+    Stderr,
+    /// A file, opened for each event (`%p` is the pid).
+    File,
+    /// journald's native socket (`journal[:PATH]`).
+    Journal,
+    /// A syslog socket, local form (`syslog[:PATH]`).
+    Syslog,
+    /// A syslog socket, RFC 5424 (`rfc5424[:PATH]`).
+    Rfc5424,
+}
+
+impl Output {
+    /// The keyword that names a socket sink, and its default socket.
+    const SOCKETS: [(&'static str, Output, &'static [u8]); 3] = [
+        ("journal", Output::Journal, b"/run/systemd/journal/socket"),
+        ("syslog", Output::Syslog, b"/dev/log"),
+        ("rfc5424", Output::Rfc5424, b"/dev/log"),
+    ];
+
+    /// The sink's own socket, for the socket sinks.
+    pub fn default_socket(self) -> Option<&'static [u8]> {
+        Output::SOCKETS
+            .iter()
+            .find(|(_, o, _)| *o == self)
+            .map(|(_, _, p)| *p)
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Output::Stderr => "stderr",
+            Output::File => "file",
+            Output::Journal => "journal",
+            Output::Syslog => "syslog",
+            Output::Rfc5424 => "rfc5424",
+        }
+    }
+}
+
 pub struct Config {
     pub mode: Mode,
     pub format: Format,
@@ -42,8 +87,11 @@ pub struct Config {
     pub watch: SigSet,
     /// Signals watched with `:any`: every change of handler or flags is reported.
     pub watch_any: SigSet,
-    /// `SIGAUDIT_OUTPUT` as given (with `%p` still in it); empty means stderr.
-    output: [u8; PATH_CAP],
+    /// Where events go.
+    pub output: Output,
+    /// The file's path as given (with `%p` still in it), or a socket's path (empty: the sink's
+    /// default socket).
+    output_path: [u8; PATH_CAP],
     output_len: usize,
     /// The process runs in secure-execution mode.
     pub secure: bool,
@@ -126,40 +174,59 @@ impl Config {
             format: Format::Text,
             watch: SigSet(1 << (libc::SIGCHLD - 1)),
             watch_any: SigSet(0),
-            output: [0; PATH_CAP],
+            output: Output::Stderr,
+            output_path: [0; PATH_CAP],
             output_len: 0,
             secure: false,
         }
     }
 
-    /// Makes a relative output path absolute against `cwd`, so a later `chdir` by the program
-    /// does not move the report. Keeps the path as it is when it would not fit.
+    /// Makes a relative output path (a file's or a socket's) absolute against `cwd`, so a later
+    /// `chdir` by the program does not move the report. Keeps the path as it is when it would
+    /// not fit.
     pub fn anchor_output(&mut self, cwd: &[u8]) {
-        let Some(path) = self.output_path() else {
-            return;
-        };
-        if path.first() == Some(&b'/') || cwd.is_empty() {
+        let path = self.given_path();
+        if path.is_empty() || path.first() == Some(&b'/') || cwd.is_empty() {
             return;
         }
         let total = cwd.len() + 1 + path.len();
-        if total > PATH_CAP {
+        let cap = match self.output {
+            Output::File => PATH_CAP,
+            _ => SOCKET_PATH_CAP,
+        };
+        if total > cap {
             return;
         }
-        self.output.copy_within(..self.output_len, cwd.len() + 1);
-        if let Some(dst) = self.output.get_mut(..cwd.len()) {
+        self.output_path
+            .copy_within(..self.output_len, cwd.len() + 1);
+        if let Some(dst) = self.output_path.get_mut(..cwd.len()) {
             dst.copy_from_slice(cwd);
         }
-        if let Some(slash) = self.output.get_mut(cwd.len()) {
+        if let Some(slash) = self.output_path.get_mut(cwd.len()) {
             *slash = b'/';
         }
         self.output_len = total;
     }
 
-    /// The output path template, or `None` for stderr.
+    /// The path given with `SIGAUDIT_OUTPUT` (a file template or a socket), empty when none.
+    pub fn given_path(&self) -> &[u8] {
+        self.output_path.get(..self.output_len).unwrap_or(&[])
+    }
+
+    /// The output file's path template, or `None` when events do not go to a file.
     pub fn output_path(&self) -> Option<&[u8]> {
-        match self.output_len {
-            0 => None,
-            n => self.output.get(..n),
+        match self.output {
+            Output::File => Some(self.given_path()),
+            _ => None,
+        }
+    }
+
+    /// For the socket sinks: which, and the socket's path.
+    pub fn output_socket(&self) -> Option<(Output, &[u8])> {
+        let default = self.output.default_socket()?;
+        match self.given_path() {
+            [] => Some((self.output, default)),
+            path => Some((self.output, path)),
         }
     }
 
@@ -208,31 +275,83 @@ impl Config {
         }
 
         if let Some(v) = lookup(OUTPUT) {
-            if v.is_empty() || v.eq_ignore_ascii_case(b"stderr") {
-                if v.is_empty() {
-                    problems.push(OUTPUT, v, "is empty", "stderr");
-                }
-            } else if secure {
-                problems.push(
-                    OUTPUT,
-                    v,
-                    "names a file, which is never opened in a setuid/setgid/capability (secure-execution) process",
-                    "stderr",
-                );
-            } else if v.len() > PATH_CAP {
-                problems.push(OUTPUT, v, "is longer than 1024 bytes", "stderr");
-            } else if v.contains(&0) {
-                problems.push(OUTPUT, v, "contains a NUL byte", "stderr");
-            } else if let Some(dst) = c.output.get_mut(..v.len()) {
-                dst.copy_from_slice(v);
-                c.output_len = v.len();
-            }
+            c.parse_output(v, secure, problems);
         }
 
         if let Some(v) = lookup(WATCH) {
             c.parse_watch(v, problems);
         }
         c
+    }
+
+    fn parse_output(&mut self, v: &[u8], secure: bool, problems: &mut Problems) {
+        if v.is_empty() {
+            problems.push(OUTPUT, v, "is empty", "stderr");
+            return;
+        }
+        if v.eq_ignore_ascii_case(b"stderr") {
+            return;
+        }
+        // A socket sink: its keyword alone, or with a path after a colon.
+        for (word, output, _) in Output::SOCKETS {
+            let word = word.as_bytes();
+            let Some(head) = v.get(..word.len()) else {
+                continue;
+            };
+            let rest = v.get(word.len()..).unwrap_or(&[]);
+            if !head.eq_ignore_ascii_case(word) || rest.first().is_some_and(|&c| c != b':') {
+                continue;
+            }
+            self.output = output;
+            let path = rest.get(1..).unwrap_or(&[]);
+            if rest.is_empty() {
+                return;
+            }
+            let default = match output {
+                Output::Journal => "journald's own socket",
+                _ => "/dev/log",
+            };
+            let problem = if path.is_empty() {
+                Some("has no socket path after the colon")
+            } else if secure {
+                Some(
+                    "names a socket, which is never taken from the environment in a setuid/setgid/capability (secure-execution) process",
+                )
+            } else if path.len() > SOCKET_PATH_CAP {
+                Some("names a socket path longer than 107 bytes, the most a socket address holds")
+            } else if path.contains(&0) {
+                Some("contains a NUL byte")
+            } else {
+                None
+            };
+            match problem {
+                Some(reason) => problems.push(OUTPUT, v, reason, default),
+                None => self.set_path(path),
+            }
+            return;
+        }
+        if secure {
+            problems.push(
+                OUTPUT,
+                v,
+                "names a file, which is never opened in a setuid/setgid/capability (secure-execution) process",
+                "stderr",
+            );
+        } else if v.len() > PATH_CAP {
+            problems.push(OUTPUT, v, "is longer than 1024 bytes", "stderr");
+        } else if v.contains(&0) {
+            problems.push(OUTPUT, v, "contains a NUL byte", "stderr");
+        } else {
+            self.output = Output::File;
+            self.set_path(v);
+        }
+    }
+
+    fn set_path(&mut self, path: &[u8]) {
+        if let Some(dst) = self.output_path.get_mut(..path.len()) {
+            dst.copy_from_slice(path);
+            self.output_len = path.len();
+        }
     }
 
     fn parse_watch(&mut self, v: &[u8], problems: &mut Problems) {
@@ -460,6 +579,81 @@ mod tests {
     }
 
     #[test]
+    fn socket_outputs() {
+        for (v, output, socket) in [
+            (
+                &b"journal"[..],
+                Output::Journal,
+                &b"/run/systemd/journal/socket"[..],
+            ),
+            (b"Journal:/tmp/j/socket", Output::Journal, b"/tmp/j/socket"),
+            (b"syslog", Output::Syslog, b"/dev/log"),
+            (b"syslog:/run/test/log", Output::Syslog, b"/run/test/log"),
+            (b"rfc5424", Output::Rfc5424, b"/dev/log"),
+            (b"RFC5424:/srv/log", Output::Rfc5424, b"/srv/log"),
+        ] {
+            let (c, said) = parse(&[(OUTPUT, v)], false);
+            assert!(said.is_empty(), "{said:?}");
+            assert_eq!(c.output, output);
+            assert_eq!(c.output_socket(), Some((output, socket)));
+            assert_eq!(c.output_path(), None, "not a file");
+        }
+        // Words that only start like a keyword are files.
+        for v in [&b"journals"[..], b"syslog.txt", b"./journal"] {
+            let (c, _) = parse(&[(OUTPUT, v)], false);
+            assert_eq!((c.output, c.output_path()), (Output::File, Some(v)));
+        }
+        // A relative socket path is anchored where the program started, if it still fits.
+        let (mut c, _) = parse(&[(OUTPUT, b"journal:run/socket")], false);
+        c.anchor_output(b"/srv/app");
+        assert_eq!(
+            c.output_socket(),
+            Some((Output::Journal, &b"/srv/app/run/socket"[..]))
+        );
+        let (mut c, _) = parse(&[(OUTPUT, b"syslog:log")], false);
+        c.anchor_output(&[b'd'; 200]);
+        assert_eq!(c.output_socket(), Some((Output::Syslog, &b"log"[..])));
+    }
+
+    #[test]
+    fn bad_socket_outputs_keep_the_sink_with_its_own_socket() {
+        let long = [&b"syslog:/"[..], &[b'x'; 120]].concat();
+        for (v, secure, reason) in [
+            (
+                &b"journal:"[..],
+                false,
+                "has no socket path after the colon; using journald's own socket",
+            ),
+            (
+                b"journal:/tmp/s",
+                true,
+                "names a socket, which is never taken from the environment in a setuid/setgid/capability (secure-execution) process; using journald's own socket",
+            ),
+            (
+                &long,
+                false,
+                "names a socket path longer than 107 bytes, the most a socket address holds; using /dev/log",
+            ),
+            (
+                b"rfc5424:/a\0b",
+                false,
+                "contains a NUL byte; using /dev/log",
+            ),
+        ] {
+            let (c, said) = parse(&[(OUTPUT, v)], secure);
+            assert_eq!(said.len(), 1, "{said:?}");
+            assert!(said[0].ends_with(reason), "{said:?}");
+            let (_, socket) = c.output_socket().unwrap();
+            assert!(socket == b"/dev/log" || socket == b"/run/systemd/journal/socket");
+        }
+        // The sinks' own sockets are fine in secure-execution mode: they name nothing the
+        // caller chose.
+        let (c, said) = parse(&[(OUTPUT, b"journal")], true);
+        assert!(said.is_empty());
+        assert_eq!(c.output, Output::Journal);
+    }
+
+    #[test]
     fn an_empty_watch_list_falls_back_to_chld() {
         let (c, said) = parse(&[(WATCH, b" , ")], false);
         assert_eq!(c.watch.iter().collect::<Vec<_>>(), vec![libc::SIGCHLD]);
@@ -498,6 +692,7 @@ mod tests {
             b"CHLD", b"chld", b"SIG", b"PIPE", b":any", b":ANY", b":", b",", b" ", b"\t", b"9",
             b"19", b"32", b"33", b"64", b"65", b"RTMIN+", b"RTMAX-", b"KILL", b"log", b"veto",
             b"abort", b"json", b"text", b"stderr", b"/", b"%p", b"%%", b"\x00", b"\xff",
+            b"journal", b"syslog:", b"rfc5424",
         ];
         let names = [MODE, WATCH, OUTPUT, FORMAT, LOG];
         let mut rng = Rng::new(0x5eed_0201);
@@ -525,6 +720,11 @@ mod tests {
             if let Some(p) = c.output_path() {
                 assert!(!p.is_empty() && p.len() <= PATH_CAP && !p.contains(&0));
                 assert!(!secure);
+            }
+            if let Some((_, socket)) = c.output_socket() {
+                assert!(!socket.is_empty() && socket.len() <= SOCKET_PATH_CAP);
+                assert!(!socket.contains(&0));
+                assert!(!secure || c.given_path().is_empty());
             }
             if secure {
                 assert_eq!(c.mode, Mode::Log);

@@ -105,9 +105,13 @@ pub fn loaded(cfg: &Config) {
             Format::Text => "text",
             Format::Json => "json",
         },
-        cfg.output_path()
-            .map(|p| String::from_utf8_lossy(p).into_owned())
-            .unwrap_or_else(|| "stderr".into()),
+        match (cfg.output, cfg.output_socket()) {
+            (config::Output::Stderr, _) => "stderr".to_string(),
+            (config::Output::File, _) => String::from_utf8_lossy(cfg.given_path()).into_owned(),
+            (kind, Some((_, socket))) =>
+                format!("{}:{}", kind.name(), String::from_utf8_lossy(socket)),
+            (kind, None) => kind.name().to_string(),
+        },
         if cfg.secure {
             " (secure-execution mode)"
         } else {

@@ -46,14 +46,16 @@ extern "C" fn constructor() {
     }
 }
 
-/// Makes a relative `SIGAUDIT_OUTPUT` absolute against the working directory at load.
+/// Makes a relative `SIGAUDIT_OUTPUT` path (a file's or a socket's) absolute against the working
+/// directory at load.
 ///
 /// Only a relative path asks for the working directory, and `getcwd` writes into a stack buffer:
 /// `std::env::current_dir` would be the process's first heap allocation (malloc's set-up:
 /// `getrandom`, two `brk` and a page fault), about 10 µs added to every exec although the default
 /// output, stderr, needs no directory at all.
 fn anchor_relative_output(cfg: &mut Config) {
-    if cfg.output_path().is_none_or(|p| p.starts_with(b"/")) {
+    let path = cfg.given_path();
+    if path.is_empty() || path.starts_with(b"/") {
         return;
     }
     let mut cwd = [0u8; config::PATH_CAP];

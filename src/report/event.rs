@@ -91,6 +91,11 @@ pub struct Text {
     pub cause: [u8; CAUSE_CAP],
     pub exe: [u8; 1024],
     pub cmdline: [u8; 1024],
+    /// For the journal and syslog sinks: the one-line summary, the message sent, and names read
+    /// back from a JSON cause.
+    pub line: [u8; 2048],
+    pub message: [u8; 8192],
+    pub names: [u8; 1024],
 }
 
 /// Runs `f` with a zeroed [`Scratch`], or returns `None` when the kernel has no memory for one.

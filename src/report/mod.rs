@@ -1,5 +1,6 @@
 //! Events: what one is (`event.rs`), how it is written (`text.rs` for people, `json.rs`, one
-//! line per record, for tools), and where (`sink.rs`).
+//! line per record, for tools, `line.rs`, one line for a log), and where (`sink.rs` for stderr
+//! and files; `journal.rs` and `syslog.rs` for the system's logs, through `socket.rs`).
 //!
 //! Everything here runs inside hooks, so it allocates nothing from the heap and takes no lock.
 //! An event is built in a scratch area mapped for it alone (`mmap`, a system call, so it is safe
@@ -9,12 +10,15 @@
 //! without its frames, and says so; it is never written half-done.
 
 mod event;
+mod journal;
 mod json;
+mod line;
 mod sink;
+mod socket;
+mod syslog;
 mod text;
 
 pub use event::{CAUSE_CAP, Event, Kind, Outcome, action_of, basename, read_file, with_scratch};
-pub use sink::emit;
 // For the constructor, which the unit-test build leaves out.
 #[cfg(not(test))]
 pub use event::note_load_pid;
@@ -22,29 +26,125 @@ pub use event::note_load_pid;
 pub use sink::note_stderr;
 
 use crate::buf::Buf;
-use crate::config::{Config, Format};
+use crate::config::{Config, Format, Output};
 use event::{Context, Namer, OUT_CAP, Text};
+use line::Place;
 
-/// Formats `ev` into `s.out` and returns the record's length. Also renders the cause summary for
-/// a later `echild` into `s.cause` (its length is returned second).
-pub fn render(config: &Config, ev: &Event, s: &mut Text) -> (usize, usize) {
+/// Renders `ev` and sends it where the configuration says; returns the length of the cause
+/// summary rendered into `s.cause` for a later `echild` (0 when there is none).
+///
+/// The journal and syslog sinks always render JSON, whatever `SIGAUDIT_FORMAT` says: the journal
+/// carries the JSON record, and both read an `echild` event's culprit back from its JSON cause.
+/// `SIGAUDIT_FORMAT` then chooses the form of events that fall back to stderr.
+pub fn publish(config: &Config, ev: &Event, s: &mut Text) -> usize {
     let Text {
         out,
         cause,
         exe,
         cmdline,
+        line,
+        message,
+        names,
     } = s;
     let ctx = Context::of_this_process(exe, cmdline);
-    let json = config.format == Format::Json;
     let mut namer = Namer { exe: ctx.exe };
+    let Some((kind, path)) = config.output_socket() else {
+        let json = config.format == Format::Json;
+        let (len, cause_len) = render(config, ev, &ctx, &mut namer, json, out, cause);
+        sink::emit(config, out.get(..len).unwrap_or(&[]));
+        return cause_len;
+    };
+    let (len, cause_len) = render(config, ev, &ctx, &mut namer, true, out, cause);
+    let place = match (ev.kind, ev.cause) {
+        (Kind::Echild, Some(c)) => Place::of_cause(c, names),
+        (Kind::Echild | Kind::Inherited, _) => None,
+        _ => Place::of(ev, &namer),
+    };
+    let mut b = Buf::new(line);
+    line::write(&mut b, ev, &ctx, place.as_ref());
+    let summary = b.as_bytes();
+    let severity = line::severity(ev);
+    let sent = match kind {
+        Output::Journal => {
+            let mut signal = [0u8; 16];
+            let mut sb = Buf::new(&mut signal);
+            crate::signals::write_name(&mut sb, ev.signo);
+            let entry = journal::Entry {
+                message: summary,
+                priority: severity,
+                code: place.map(|p| p.code()).unwrap_or_default(),
+                event: ev.kind.name(),
+                signal: sb.as_bytes(),
+                action: ev.outcome.name(),
+                record: out.get(..len).unwrap_or(&[]),
+            };
+            journal::send(path, &entry, message).map(|_| ())
+        }
+        _ => {
+            let form = match kind {
+                Output::Rfc5424 => syslog::Form::Rfc5424,
+                _ => syslog::Form::Local,
+            };
+            let header = syslog::Header {
+                severity,
+                pid: ctx.pid,
+                now: ctx.now,
+                msgid: ev.kind.name(),
+            };
+            syslog::send(path, form, &header, summary, message)
+        }
+    };
+    if let Err(errno) = sent {
+        // Said once; the event goes to stderr in the configured form. A text record names an
+        // `echild` event's cause in one line, read back from the JSON cause.
+        let len = match config.format {
+            Format::Json => len,
+            Format::Text => {
+                let mut cb = Buf::new(message);
+                if let Some(c) = ev.cause {
+                    line::write_cause(&mut cb, c, place.as_ref());
+                    cb.byte(b'\n');
+                }
+                let text_ev = Event {
+                    cause: ev.cause.map(|_| cb.as_bytes()),
+                    ..*ev
+                };
+                render(
+                    config,
+                    &text_ev,
+                    &ctx,
+                    &mut namer,
+                    false,
+                    out,
+                    &mut [0u8; 0],
+                )
+                .0
+            }
+        };
+        sink::socket_failed(kind, path, errno, out.get(..len).unwrap_or(&[]));
+    }
+    cause_len
+}
+
+/// Formats `ev` into `out` (JSON or text) and returns the record's length. Also renders the cause
+/// summary for a later `echild` into `cause` (its length is returned second).
+fn render(
+    config: &Config,
+    ev: &Event,
+    ctx: &Context,
+    namer: &mut Namer,
+    json: bool,
+    out: &mut [u8],
+    cause: &mut [u8],
+) -> (usize, usize) {
     let mut frames = ev.backtrace.len;
     let limit = record_limit(config);
     let len = loop {
         let mut b = Buf::new(out);
         if json {
-            json::write(&mut b, ev, &ctx, &mut namer, frames);
+            json::write(&mut b, ev, ctx, namer, frames);
         } else {
-            text::write(&mut b, ev, &ctx, &mut namer, frames);
+            text::write(&mut b, ev, ctx, namer, frames);
         }
         if (!b.overflowed() && b.len() <= limit) || frames == 0 {
             break b.len();
@@ -58,9 +158,9 @@ pub fn render(config: &Config, ev: &Event, s: &mut Text) -> (usize, usize) {
     let mut c = Buf::new(cause);
     if matches!(ev.kind, Kind::Ignore | Kind::Inherited) {
         if json {
-            json::cause(&mut c, ev, &ctx, &mut namer);
+            json::cause(&mut c, ev, ctx, namer);
         } else {
-            text::cause(&mut c, ev, &ctx, &mut namer);
+            text::cause(&mut c, ev, ctx, namer);
         }
     }
     let cause_len = if c.overflowed() { 0 } else { c.len() };
@@ -72,7 +172,7 @@ pub fn render(config: &Config, ev: &Event, s: &mut Text) -> (usize, usize) {
 /// stderr), which tears both records; so for such a stderr records are cut, frames first, to fit.
 /// A regular file opened with `O_APPEND` takes any record whole.
 fn record_limit(config: &Config) -> usize {
-    if config.output_path().is_some() {
+    if config.output != Output::Stderr {
         return OUT_CAP;
     }
     // SAFETY: fstat writes only into `st`; a closed stderr just fails.

@@ -2,7 +2,7 @@
 //! record, or stderr while it still is the program's stderr), in one `write()`.
 
 use crate::buf::Buf;
-use crate::config::Config;
+use crate::config::{Config, Output};
 use libc::c_int;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
@@ -48,6 +48,28 @@ pub fn emit(config: &Config, record: &[u8]) {
         to_stderr(record);
     }
 }
+
+/// A journal or syslog socket failed: say so, once, and write `record` to stderr instead, so that
+/// no event is lost without a word. The next event tries the socket again.
+pub fn socket_failed(kind: Output, path: &[u8], errno: c_int, record: &[u8]) {
+    if !SOCKET_FAILED_SAID.swap(true, Ordering::Relaxed) {
+        let mut mem = [0u8; 512];
+        let mut b = Buf::new(&mut mem);
+        // SAFETY: no preconditions.
+        let pid = unsafe { libc::getpid() };
+        b.str("sigaudit: pid ")
+            .int(pid as i64)
+            .str(": cannot send to ");
+        b.str(kind.name()).str(" socket ").text(path).str(": ");
+        b.str(super::socket::errno_name(errno))
+            .str("; reporting on stderr instead\n");
+        to_stderr(b.as_bytes());
+    }
+    to_stderr(record);
+}
+
+/// A socket has failed and that has been said.
+static SOCKET_FAILED_SAID: AtomicBool = AtomicBool::new(false);
 
 /// stderr as it was when the library loaded: 0 not looked at (a hook before our constructor),
 /// [`STDERR_CLOSED`], or its [`file_id`].

@@ -8,51 +8,19 @@ use crate::signals;
 
 /// Writes `ev` for people, with at most `max_frames` native frames.
 pub fn write(b: &mut Buf, ev: &Event, ctx: &Context, namer: &mut Namer, max_frames: usize) {
-    b.str("sigaudit: pid ")
-        .int(ctx.pid as i64)
-        .str(" (")
-        .text(basename(ctx.exe));
-    if let Some(parent) = ctx.forked_from {
-        b.str(", forked from pid ").int(parent as i64);
-    }
-    b.str(") ");
-    match ev.kind {
-        Kind::Ignore | Kind::Change => {
-            signals::write_name(b, ev.signo);
-            b.str(if ev.kind == Kind::Ignore {
-                " ignored via "
-            } else {
-                " changed via "
-            });
-            b.str(ev.via).str("(): ");
-            action(b, ev.old);
-            b.str(" -> ");
-            action(b, ev.new);
-            b.str(" [").str(ev.outcome.name()).str("]\n");
-        }
-        Kind::Inherited => {
-            signals::write_name(b, ev.signo);
-            b.str(" was already SIG_IGN when the program started (inherited across execve from parent pid ");
-            b.int(ctx.ppid as i64);
-            b.str(if ev.outcome == Outcome::Vetoed {
-                ") [vetoed: reset to SIG_DFL]\n"
-            } else {
-                ") [logged]\n"
-            });
-        }
-        Kind::Echild => {
-            b.str(ev.via)
-                .str("() failed with ECHILD because SIGCHLD is ");
-            action(b, ev.old);
-            b.str(": the kernel reaps children itself, so their exit status is lost\n");
-            b.str("  cause: ");
-            match ev.cause {
-                Some(c) => b.bytes(c),
-                None => b.str(
-                    "not seen by sigaudit (set before it was loaded, or by a raw system call)\n",
-                ),
-            };
-        }
+    b.str("sigaudit: ");
+    headline(b, ev, ctx);
+    if ev.kind == Kind::Echild {
+        b.str(": the kernel reaps children itself, so their exit status is lost\n");
+        b.str("  cause: ");
+        match ev.cause {
+            Some(c) => b.bytes(c),
+            None => {
+                b.str("not seen by sigaudit (set before it was loaded, or by a raw system call)\n")
+            }
+        };
+    } else {
+        b.byte(b'\n');
     }
     let py = ev.python.frames();
     if ev.missing.is_some() {
@@ -87,6 +55,49 @@ pub fn write(b: &mut Buf, ev: &Event, ctx: &Context, namer: &mut Namer, max_fram
     }
     if ev.backtrace.truncated || max_frames < frames.len() {
         b.str("    ... more frames cut\n");
+    }
+}
+
+/// What happened, in one line without its end: `pid 7 (demo) SIGCHLD ignored via signal():
+/// SIG_DFL -> SIG_IGN [logged]`. Also the start of the journal's and syslog's one-line summary.
+pub fn headline(b: &mut Buf, ev: &Event, ctx: &Context) {
+    b.str("pid ")
+        .int(ctx.pid as i64)
+        .str(" (")
+        .text(basename(ctx.exe));
+    if let Some(parent) = ctx.forked_from {
+        b.str(", forked from pid ").int(parent as i64);
+    }
+    b.str(") ");
+    match ev.kind {
+        Kind::Ignore | Kind::Change => {
+            signals::write_name(b, ev.signo);
+            b.str(if ev.kind == Kind::Ignore {
+                " ignored via "
+            } else {
+                " changed via "
+            });
+            b.str(ev.via).str("(): ");
+            action(b, ev.old);
+            b.str(" -> ");
+            action(b, ev.new);
+            b.str(" [").str(ev.outcome.name()).str("]");
+        }
+        Kind::Inherited => {
+            signals::write_name(b, ev.signo);
+            b.str(" was already SIG_IGN when the program started (inherited across execve from parent pid ");
+            b.int(ctx.ppid as i64);
+            b.str(if ev.outcome == Outcome::Vetoed {
+                ") [vetoed: reset to SIG_DFL]"
+            } else {
+                ") [logged]"
+            });
+        }
+        Kind::Echild => {
+            b.str(ev.via)
+                .str("() failed with ECHILD because SIGCHLD is ");
+            action(b, ev.old);
+        }
     }
 }
 
