@@ -7,7 +7,10 @@ mod common;
 
 use common::{Dir, Run, parse_events, s};
 use serde_json::Value;
+use std::os::unix::net::UnixDatagram;
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 fn stress(dir: &Dir) -> PathBuf {
@@ -193,11 +196,31 @@ fn no_hooked_path_allocates() {
         control > 0,
         "the spy sees nothing: it proves nothing\n{bare}"
     );
+    // Sockets for the journal and syslog sinks: a receiver that counts what it gets.
+    let sockets: Vec<(&str, PathBuf, Arc<AtomicUsize>)> = ["journal", "syslog", "rfc5424"]
+        .into_iter()
+        .map(|kind| {
+            let path = dir.join(kind);
+            let rx = UnixDatagram::bind(&path).unwrap();
+            let got = Arc::new(AtomicUsize::new(0));
+            let counter = got.clone();
+            std::thread::spawn(move || {
+                let mut buf = vec![0u8; 1 << 17];
+                while rx.recv(&mut buf).is_ok() {
+                    counter.fetch_add(1, Ordering::Relaxed);
+                }
+            });
+            (kind, path, got)
+        })
+        .collect();
     for (mode, format, output) in [
-        ("log", "text", false),
-        ("log", "json", true),
-        ("veto", "json", false),
-        ("veto", "text", true),
+        ("log", "text", "stderr"),
+        ("log", "json", "file"),
+        ("veto", "json", "stderr"),
+        ("veto", "text", "file"),
+        ("log", "text", "journal"),
+        ("veto", "json", "syslog"),
+        ("log", "text", "rfc5424"),
     ] {
         let mut cmd = dir
             .cmd(&program)
@@ -209,24 +232,46 @@ fn no_hooked_path_allocates() {
             // The constructor's own logging allocates: the control that shows the library's
             // malloc calls reach the spy (it allocates nothing at all otherwise).
             .env("SIGAUDIT_LOG", "debug");
-        if output {
-            cmd = cmd.env("SIGAUDIT_OUTPUT", dir.join("events.%p"));
+        let socket = sockets.iter().find(|(kind, _, _)| *kind == output);
+        match (output, socket) {
+            ("file", _) => cmd = cmd.env("SIGAUDIT_OUTPUT", dir.join("events.%p")),
+            (_, Some((kind, path, _))) => {
+                cmd = cmd.env("SIGAUDIT_OUTPUT", format!("{kind}:{}", path.display()))
+            }
+            _ => {}
         }
+        let before = socket.map(|(_, _, got)| got.load(Ordering::Relaxed));
         let run = cmd.run().success();
         let (control, unwatched, watched, total) = spy_counts(&run);
         assert!(control > 0, "{run}");
         assert_eq!(
             unwatched, 0,
-            "{mode}/{format}: calls that were not reported allocated\n{run}"
+            "{mode}/{format}/{output}: calls that were not reported allocated\n{run}"
         );
-        assert_eq!(watched, 0, "{mode}/{format}: reporting allocated\n{run}");
+        assert_eq!(
+            watched, 0,
+            "{mode}/{format}/{output}: reporting allocated\n{run}"
+        );
         // The library's own allocations (its constructor's logging) reach the spy.
         assert!(
             total > bare_total,
             "the library's malloc calls bypass the spy\n{run}"
         );
-        if !output {
-            assert!(run.stderr.contains("SIGCHLD"), "events were made\n{run}");
+        match (output, socket, before) {
+            ("stderr", _, _) => assert!(run.stderr.contains("SIGCHLD"), "events were made\n{run}"),
+            (_, Some((_, _, got)), Some(before)) => {
+                // Events reached the socket (the receiver may still be reading the last ones).
+                let start = Instant::now();
+                while got.load(Ordering::Relaxed) == before && start.elapsed().as_secs() < 10 {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                assert!(
+                    got.load(Ordering::Relaxed) > before,
+                    "no {output} message\n{run}"
+                );
+                assert!(!run.stderr.contains("cannot send"), "{run}");
+            }
+            _ => {}
         }
     }
 }

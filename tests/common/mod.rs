@@ -14,8 +14,11 @@ use std::time::Duration;
 pub const TIMEOUT: Duration = Duration::from_secs(60);
 
 pub mod pythons;
+mod services;
 mod shared;
 #[allow(unused_imports)] // each test binary uses its own part of the harness
+pub use services::{Journald, Rsyslogd};
+#[allow(unused_imports)]
 pub use shared::{Cmd, Dir, Run, lib, root, target_dir, tool};
 
 impl Dir {
