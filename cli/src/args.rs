@@ -1,9 +1,10 @@
-//! The command line: `sigaudit [OPTIONS] [--] COMMAND [ARG...]` and `sigaudit symbolize`.
+//! The command line: `sigaudit [OPTIONS] [--] COMMAND [ARG...]`, `sigaudit symbolize` and
+//! `sigaudit report`.
 //!
 //! The command starts at the first argument that is not an option, with or without `--` before
 //! it (like `env` or `nice`), so its own options are never read as ours. `symbolize` is a
-//! subcommand only as the very first argument: `sigaudit -- symbolize` runs a program of that
-//! name.
+//! subcommand (and so is `report`) only as the very first argument: `sigaudit -- symbolize` runs
+//! a program of that name.
 
 use crate::signals;
 use lexopt::prelude::*;
@@ -17,6 +18,7 @@ wait() back to that change, and summarize at the end.
 
 usage: sigaudit [OPTIONS] [--] COMMAND [ARG...]
        sigaudit symbolize [--text] [FILE...]
+       sigaudit report [--json] [FILE...]
 
 options:
   --veto            refuse every ignore of a watched signal (the caller is told it worked), so
@@ -63,7 +65,18 @@ sigaudit symbolize [--text] [FILE...]
   ~/.cache/debuginfod_client, shared with gdb and perf; DEBUGINFOD_TIMEOUT), read here, never
   in the audited process. Frames without debug information keep what they had; lines that are
   not records pass through unchanged. With --text, records are written readable instead.
-  `sigaudit -- COMMAND` does the same for what it shows when DEBUGINFOD_URLS is set.";
+  `sigaudit -- COMMAND` does the same for what it shows when DEBUGINFOD_URLS is set.
+
+sigaudit report [--json] [FILE...]
+  Reads event records (FILE, or stdin when none or `-`) as the library writes them
+  (SIGAUDIT_FORMAT=json), as `sigaudit --json` writes them, or as `journalctl -o json` prints
+  the journal's entries (SIGAUDIT_OUTPUT=journal; the host from _HOSTNAME), from any number of
+  processes and hosts, and prints one summary on stdout grouped by culprit: the script's file and
+  line or the native function, how it was done and what was done, the processes, programs and
+  hosts, the first and last time, and what it caused (ECHILD failures, processes that started
+  with the signal ignored). With --json, the summary is one JSON object. It streams: memory stays
+  bounded whatever the input's size; on a terminal, stderr shows its progress. Lines that are not
+  records are counted and skipped. Exit status 1 when an input cannot be read.";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
@@ -103,9 +116,17 @@ pub struct SymbolizeOptions {
 }
 
 #[derive(Debug)]
+pub struct ReportOptions {
+    pub json: bool,
+    /// Inputs; `-` is stdin. Empty means stdin.
+    pub files: Vec<PathBuf>,
+}
+
+#[derive(Debug)]
 pub enum Invocation {
     Run(RunOptions),
     Symbolize(SymbolizeOptions),
+    Report(ReportOptions),
     Help,
     Version,
 }
@@ -114,6 +135,9 @@ pub enum Invocation {
 pub fn parse(args: Vec<OsString>) -> Result<Invocation, String> {
     if args.first().is_some_and(|a| a == "symbolize") {
         return parse_symbolize(args.into_iter().skip(1));
+    }
+    if args.first().is_some_and(|a| a == "report") {
+        return parse_report(args.into_iter().skip(1));
     }
     let mut mode = Mode::Log;
     let mut watch = None;
@@ -175,18 +199,37 @@ pub fn parse(args: Vec<OsString>) -> Result<Invocation, String> {
 }
 
 fn parse_symbolize(args: impl Iterator<Item = OsString>) -> Result<Invocation, String> {
-    let mut text = false;
+    Ok(match parse_files("symbolize", "text", args)? {
+        None => Invocation::Help,
+        Some((text, files)) => Invocation::Symbolize(SymbolizeOptions { text, files }),
+    })
+}
+
+fn parse_report(args: impl Iterator<Item = OsString>) -> Result<Invocation, String> {
+    Ok(match parse_files("report", "json", args)? {
+        None => Invocation::Help,
+        Some((json, files)) => Invocation::Report(ReportOptions { json, files }),
+    })
+}
+
+/// `NAME [--FLAG] [FILE...]`: whether the flag was given, and the files; `None` for `--help`.
+fn parse_files(
+    name: &str,
+    flag: &str,
+    args: impl Iterator<Item = OsString>,
+) -> Result<Option<(bool, Vec<PathBuf>)>, String> {
+    let mut given = false;
     let mut files = Vec::new();
     let mut p = lexopt::Parser::from_args(args);
     while let Some(arg) = p.next().map_err(|e| e.to_string())? {
         match arg {
-            Long("text") => text = true,
-            Short('h') | Long("help") => return Ok(Invocation::Help),
+            Long(f) if f == flag => given = true,
+            Short('h') | Long("help") => return Ok(None),
             Value(file) => files.push(PathBuf::from(file)),
-            _ => return Err(format!("symbolize: {}", arg.unexpected())),
+            _ => return Err(format!("{name}: {}", arg.unexpected())),
         }
     }
-    Ok(Invocation::Symbolize(SymbolizeOptions { text, files }))
+    Ok(Some((given, files)))
 }
 
 #[cfg(test)]
@@ -224,6 +267,28 @@ mod tests {
         ));
         let r = run(&["--", "symbolize"]).unwrap();
         assert_eq!(r.command, ["symbolize"]);
+    }
+
+    #[test]
+    fn report_only_as_the_first_word() {
+        match parse(vec![
+            "report".into(),
+            "--json".into(),
+            "a".into(),
+            "-".into(),
+        ]) {
+            Ok(Invocation::Report(r)) => {
+                assert!(r.json);
+                assert_eq!(r.files, [PathBuf::from("a"), PathBuf::from("-")]);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(
+            parse(vec!["report".into(), "--text".into()])
+                .unwrap_err()
+                .contains("report: ")
+        );
+        assert_eq!(run(&["--", "report"]).unwrap().command, ["report"]);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! `sigaudit`: runs a command with `libsigaudit.so` preloaded into it and everything it starts,
 //! shows what the library reports, and summarizes; `sigaudit symbolize` adds source lines to
-//! recorded events.
+//! recorded events; `sigaudit report` summarizes records kept by any number of processes and
+//! hosts (files, or the journal).
 //!
 //! This program must never link the library (it would interpose its own `sigaction`): it finds
 //! the built `.so` at run time (`library.rs`) and only hands it to the command.
@@ -9,14 +10,19 @@
 //! spawn, wait, record files), `forward.rs` (passing signals on), `record.rs` (reading a record,
 //! choosing the frame to blame), `preflight.rs` (a command the library cannot enter), `text.rs` (records for people), `summary.rs`, `symbolize.rs`
 //! (DWARF lookups), `debuginfod.rs` (debug files from servers), `signals.rs` (names),
-//! `supervise/` (`--supervise`: the seccomp supervisor).
+//! `supervise/` (`--supervise`: the seccomp supervisor), `input.rs` (reading stored records: the
+//! library's, the command's, the journal's), `culprits.rs` (events grouped by culprit, in
+//! bounded memory), `report.rs` (`sigaudit report`).
 
 mod args;
+mod culprits;
 mod debuginfod;
 mod forward;
+mod input;
 mod library;
 mod preflight;
 mod record;
+mod report;
 mod run;
 mod signals;
 mod summary;
@@ -43,6 +49,7 @@ fn main() {
         }
         Ok(args::Invocation::Run(opts)) => run::main(&opts),
         Ok(args::Invocation::Symbolize(opts)) => symbolize::main(&opts),
+        Ok(args::Invocation::Report(opts)) => report::main(&opts),
     };
     std::process::exit(code);
 }

@@ -34,6 +34,10 @@ pub struct Entry<'a> {
     pub code: Code<'a>,
     /// `ignore`, `change`, `inherited`, `echild`.
     pub event: &'a str,
+    /// The function the program called (`sigaction`, `waitpid`, ...).
+    pub via: &'a str,
+    /// The parent's pid (journald records the sender's pid, not its parent's).
+    pub ppid: i64,
     /// `SIGCHLD`.
     pub signal: &'a [u8],
     /// `logged`, `vetoed`, `aborted`.
@@ -60,17 +64,23 @@ pub fn encode_head(b: &mut Buf, e: &Entry) {
         field(b, "CODE_FILE", e.code.file);
     }
     if let Some(line) = e.code.line {
-        let mut mem = [0u8; 24];
-        let mut n = Buf::new(&mut mem);
-        n.int(line);
-        field(b, "CODE_LINE", n.as_bytes());
+        number(b, "CODE_LINE", line);
     }
     if !e.code.function.is_empty() {
         field(b, "CODE_FUNC", e.code.function);
     }
     field(b, "SIGAUDIT_EVENT", e.event.as_bytes());
+    field(b, "SIGAUDIT_VIA", e.via.as_bytes());
+    number(b, "SIGAUDIT_PPID", e.ppid);
     field(b, "SIGAUDIT_SIGNAL", e.signal);
     field(b, "SIGAUDIT_ACTION", e.action.as_bytes());
+}
+
+fn number(b: &mut Buf, name: &str, v: i64) {
+    let mut mem = [0u8; 24];
+    let mut n = Buf::new(&mut mem);
+    n.int(v);
+    field(b, name, n.as_bytes());
 }
 
 /// One field: `NAME=value\n`, or the length-prefixed form when the value holds a newline.
@@ -194,6 +204,8 @@ mod tests {
                 function: b"setup",
             },
             event: "ignore",
+            via: "signal",
+            ppid: 1,
             signal: b"SIGCHLD",
             action: "logged",
             record,
@@ -220,6 +232,8 @@ mod tests {
         assert_eq!(get("SIGAUDIT_EVENT").as_deref(), Some("ignore"));
         assert_eq!(get("SIGAUDIT_SIGNAL").as_deref(), Some("SIGCHLD"));
         assert_eq!(get("SIGAUDIT_ACTION").as_deref(), Some("logged"));
+        assert_eq!(get("SIGAUDIT_VIA").as_deref(), Some("signal"));
+        assert_eq!(get("SIGAUDIT_PPID").as_deref(), Some("1"));
         assert!(get("MESSAGE").unwrap().starts_with("pid 7 (demo) SIGCHLD"));
     }
 
@@ -237,7 +251,7 @@ mod tests {
         let fields = parse(&buf[..n]);
         let rec = fields.iter().find(|(k, _)| k == "SIGAUDIT_RECORD").unwrap();
         assert_eq!(rec.1, b"{\"event\":\"ignore\",\"pid\":7}");
-        assert_eq!(fields.len(), 10);
+        assert_eq!(fields.len(), 12);
     }
 
     /// A datagram the socket cannot take goes as a sealed memfd, whole.

@@ -74,6 +74,8 @@ pub fn publish(config: &Config, ev: &Event, s: &mut Text) -> usize {
                 priority: severity,
                 code: place.map(|p| p.code()).unwrap_or_default(),
                 event: ev.kind.name(),
+                via: ev.via,
+                ppid: ctx.ppid as i64,
                 signal: sb.as_bytes(),
                 action: ev.outcome.name(),
                 record: out.get(..len).unwrap_or(&[]),

@@ -14,9 +14,13 @@ pub const TIMEOUT: Duration = Duration::from_secs(60);
 
 #[path = "../../../tests/common/pythons.rs"]
 pub mod pythons;
+#[path = "../../../tests/common/services.rs"]
+mod services;
 #[path = "../../../tests/common/shared.rs"]
 mod shared;
 #[allow(unused_imports)] // each test binary uses its own part of the harness
+pub use services::{Journald, Rsyslogd};
+#[allow(unused_imports)]
 pub use shared::{Cmd, Dir, Run, lib, root, target_dir, tool, wait_with_timeout};
 
 /// The command under test.
