@@ -203,7 +203,7 @@ fn an_entry_without_its_record_joins_its_culprit() {
 }
 
 /// The library's own files (one per process) and the command's `--json` output, together: this
-/// host's records get source lines.
+/// host's records (every record names its host) get source lines.
 #[test]
 fn library_files_and_command_output_from_several_processes() {
     let d = Dir::new("report_files");
@@ -233,7 +233,7 @@ fn library_files_and_command_output_from_several_processes() {
         .code(0);
     assert!(
         run.stdout
-            .starts_with("sigaudit report: 6 events from 4 processes, 1 culprit:\n"),
+            .starts_with("sigaudit report: 6 events from 4 processes on 1 host, 1 culprit:\n"),
         "{run}"
     );
     let line = line_of("ignorer.c", "ignore-here");
@@ -246,7 +246,9 @@ fn library_files_and_command_output_from_several_processes() {
         c[2].starts_with(&format!("      pid {} ignorer; pid ", ignorer[0])),
         "{run}"
     );
-    assert!(!run.stdout.contains("hosts:"), "no host named\n{run}");
+    // Each record names its host.
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    assert_eq!(c[3], format!("      hosts: {}", host.trim()), "{run}");
 }
 
 #[test]

@@ -171,6 +171,8 @@ impl<'a> Namer<'a> {
 pub struct Context<'a> {
     pub exe: &'a [u8],
     pub cmdline: &'a [u8],
+    /// The host's name (`uname`'s nodename), for records gathered from several hosts.
+    pub host: HostName,
     /// The time of the event: seconds and microseconds since the epoch.
     pub now: (i64, u32),
     pub pid: c_int,
@@ -202,6 +204,7 @@ impl<'a> Context<'a> {
         Context {
             exe: exe.get(..exe_len).unwrap_or(&[]),
             cmdline: cmdline.get(..cmd_len).unwrap_or(&[]),
+            host: HostName::of_this_host(),
             now: now(),
             pid,
             ppid,
@@ -212,6 +215,38 @@ impl<'a> Context<'a> {
             // (unless that one has exited since).
             forked_from: (loaded_in != 0 && loaded_in != pid).then_some(ppid),
         }
+    }
+}
+
+/// A host name, as `uname` gives it (at most 64 bytes).
+pub struct HostName {
+    bytes: [u8; 65],
+    len: usize,
+}
+
+impl HostName {
+    pub fn of_this_host() -> HostName {
+        // SAFETY: utsname is plain data; uname fills it (a system call: no lock, no allocation).
+        let mut u: libc::utsname = unsafe { core::mem::zeroed() };
+        let mut h = HostName {
+            bytes: [0; 65],
+            len: 0,
+        };
+        // SAFETY: a valid out-pointer.
+        if unsafe { libc::uname(&mut u) } == 0 {
+            for (slot, &c) in h.bytes.iter_mut().zip(u.nodename.iter()) {
+                if c == 0 {
+                    break;
+                }
+                *slot = c as u8;
+                h.len += 1;
+            }
+        }
+        h
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        self.bytes.get(..self.len).unwrap_or(&[])
     }
 }
 

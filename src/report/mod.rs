@@ -92,6 +92,7 @@ pub fn publish(config: &Config, ev: &Event, s: &mut Text) -> usize {
                 pid: ctx.pid,
                 now: ctx.now,
                 msgid: ev.kind.name(),
+                host: ctx.host.as_bytes(),
             };
             syslog::send(path, form, &header, summary, message)
         }

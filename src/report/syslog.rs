@@ -37,6 +37,8 @@ pub struct Header<'a> {
     pub now: (i64, u32),
     /// The event's kind, the RFC 5424 MSGID.
     pub msgid: &'a str,
+    /// The host's name (RFC 5424 only).
+    pub host: &'a [u8],
 }
 
 /// Writes one message: the header in `form`, then `line` (which must be one line).
@@ -50,7 +52,7 @@ pub fn encode(b: &mut Buf, form: Form, h: &Header, line: &[u8]) {
         }
         Form::Rfc5424 => {
             b.str("1 ").iso_time(h.now.0, h.now.1).byte(b' ');
-            hostname(b);
+            hostname(b, h.host);
             b.str(" sigaudit ").int(h.pid as i64).byte(b' ');
             b.str(h.msgid).str(" - ");
         }
@@ -59,21 +61,12 @@ pub fn encode(b: &mut Buf, form: Form, h: &Header, line: &[u8]) {
 }
 
 /// The host's name as RFC 5424 wants it (printable ASCII, no spaces, `-` when unknown).
-fn hostname(b: &mut Buf) {
-    // SAFETY: utsname is plain data; uname fills it (a system call, no lock).
-    let mut u: libc::utsname = unsafe { core::mem::zeroed() };
-    // SAFETY: a valid out-pointer.
-    let ok = unsafe { libc::uname(&mut u) } == 0;
-    let name = u.nodename.iter().take_while(|&&c| c != 0).map(|&c| c as u8);
-    let mut any = false;
-    if ok {
-        for c in name.take(255) {
-            b.byte(if (0x21..=0x7e).contains(&c) { c } else { b'_' });
-            any = true;
-        }
-    }
-    if !any {
+fn hostname(b: &mut Buf, host: &[u8]) {
+    if host.is_empty() {
         b.byte(b'-');
+    }
+    for &c in host.iter().take(255) {
+        b.byte(if (0x21..=0x7e).contains(&c) { c } else { b'_' });
     }
 }
 
@@ -100,6 +93,7 @@ mod tests {
             pid: 4242,
             now: (1_795_642_779, 785_309),
             msgid: "ignore",
+            host: b"web 1",
         }
     }
 
@@ -117,16 +111,9 @@ mod tests {
 
     #[test]
     fn the_rfc5424_form() {
-        let s = encoded(Form::Rfc5424);
-        let host = {
-            let h = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
-            h.trim().to_string()
-        };
         assert_eq!(
-            s,
-            format!(
-                "<12>1 2026-11-25T21:39:39.785309Z {host} sigaudit 4242 ignore - SIGCHLD ignored"
-            )
+            encoded(Form::Rfc5424),
+            "<12>1 2026-11-25T21:39:39.785309Z web_1 sigaudit 4242 ignore - SIGCHLD ignored"
         );
     }
 
