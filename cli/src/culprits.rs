@@ -362,15 +362,25 @@ impl Group {
         }
         if self.echild.events > 0 {
             let (n, about) = self.echild.who.processes.count();
+            let same = self.events > 0 && self.echild.who.same_as(&self.who);
             let _ = writeln!(
                 out,
                 "      caused: {} failed with ECHILD {} in {}{}",
                 self.echild.via.names_with("()", 3),
                 count(self.echild.events, "time", "times"),
                 if about { "about " } else { "" },
-                count(n, "process", "processes"),
+                if same {
+                    match n {
+                        1 => "the same process".to_string(),
+                        _ => format!("the same {n} processes"),
+                    }
+                } else {
+                    count(n, "process", "processes")
+                },
             );
-            self.echild.who.write(out, "          ");
+            if !same {
+                self.echild.who.write(out, "          ");
+            }
         }
         if self.inherited.events > 0 {
             let (n, about) = self.inherited.who.processes.count();
@@ -427,18 +437,37 @@ impl Who {
         }
     }
 
-    /// The processes by pid when there are few, else the programs with counts.
+    /// The processes by program and pid when there are few, else the programs with counts.
     fn write(&self, out: &mut String, indent: &str) {
-        if self.named.len() <= NAMED && !self.processes.estimated() {
-            let list: Vec<String> = self
-                .named
-                .iter()
-                .map(|((_, pid), label)| format!("pid {pid} {label}"))
-                .collect();
-            let _ = writeln!(out, "{indent}{}", list.join("; "));
-        } else {
+        if self.named.len() > NAMED || self.processes.estimated() {
             let _ = writeln!(out, "{indent}programs: {}", self.programs.names(5));
+            return;
         }
+        let mut named: Vec<&(Proc, String)> = self.named.iter().collect();
+        named.sort();
+        let mut labels: Vec<&str> = named.iter().map(|(_, l)| l.as_str()).collect();
+        labels.dedup();
+        for label in labels {
+            let pids: Vec<String> = named
+                .iter()
+                .filter(|(_, l)| l == label)
+                .map(|((_, pid), _)| pid.to_string())
+                .collect();
+            let _ = writeln!(out, "{indent}{label}: pid {}", pids.join(", "));
+        }
+    }
+
+    /// Whether these are the same few processes as `other`'s.
+    fn same_as(&self, other: &Who) -> bool {
+        let pids = |w: &Who| {
+            let mut v: Vec<Proc> = w.named.iter().map(|(p, _)| *p).collect();
+            v.sort();
+            v
+        };
+        !self.processes.estimated()
+            && self.named.len() <= NAMED
+            && self.processes.count() == other.processes.count()
+            && pids(self) == pids(other)
     }
 }
 
@@ -786,16 +815,15 @@ mod tests {
             "sigaudit report: 13 events from 10 processes on 2 hosts, 2 culprits:\n\
              \x20 /srv/app.py:10 in <module>\n\
              \x20     SIGCHLD ignored via sigaction(): 3 times in 3 processes [logged]\n\
-             \x20     pid 100 python3.11 (python3 app.py); pid 101 python3.11 (python3 app.py); pid 102 python3.11 (python3 app.py)\n\
+             \x20     python3.11 (python3 app.py): pid 100, 101, 102\n\
              \x20     hosts: web-1 2, web-2 1\n\
              \x20     from 2026-01-01T00:00:00.000000Z to 2026-01-01T00:00:02.000000Z\n\
-             \x20     caused: waitpid() failed with ECHILD 3 times in 3 processes\n\
-             \x20         pid 100 python3.11 (python3 app.py); pid 101 python3.11 (python3 app.py); pid 102 python3.11 (python3 app.py)\n\
+             \x20     caused: waitpid() failed with ECHILD 3 times in the same 3 processes\n\
              \x20     caused: 6 processes started with it already ignored\n\
              \x20         programs: false 3, sh 3\n\
              \x20 /srv/other.py:3 in <module>\n\
              \x20     SIGCHLD ignored via sigaction(): 1 time in 1 process [vetoed]\n\
-             \x20     pid 900 python3.11 (python3 app.py)\n\
+             \x20     python3.11 (python3 app.py): pid 900\n\
              \x20     at 2026-01-01T00:00:09.000000Z\n"
         );
         let j = c.render_json();
