@@ -219,6 +219,12 @@ impl Culprits {
     /// what has no culprit).
     fn group_index_forced(&mut self, key: String, place: String) -> usize {
         if let Some(&i) = self.index.get(&key) {
+            // A native frame named to its file and line (`setup at demo.c:7 (demo+0x1149)`)
+            // says more than the same frame with its symbol only.
+            let g = &mut self.groups[i];
+            if key.starts_with("native ") && !g.place.contains(" at ") && place.contains(" at ") {
+                g.place = place;
+            }
             return i;
         }
         self.groups.push(Group {

@@ -4,9 +4,10 @@
 //! added to its group and dropped, so memory does not grow with the input; on a terminal, stderr
 //! shows how far it has come.
 //!
-//! The culprit's native frame gets its file and line from debug information, as in a run, but
-//! only for records of this host (or of no named host): another host's module of the same path
-//! may be another build.
+//! The culprit's native frame gets its file and line from debug information, as in a run: by its
+//! build ID when the frame has one (the build that ran, wherever it ran: the file here if it is
+//! that build, a debug package, a debuginfod server), else only for this host's records (another
+//! host's module of the same path may be another build).
 
 use crate::args::ReportOptions;
 use crate::culprits::Culprits;
@@ -48,9 +49,8 @@ pub fn main(opts: &ReportOptions) -> i32 {
         while let Some(item) = reader.next_item() {
             match item {
                 Ok(mut item) => {
-                    if item.host.as_deref().is_none_or(|h| h == here) {
-                        symbolize_culprit(&mut sym, &mut item.record);
-                    }
+                    let local = item.host.as_deref().is_none_or(|h| h == here);
+                    symbolize_culprit(&mut sym, &mut item.record, local);
                     culprits.add(&item.record, item.host.as_deref());
                 }
                 Err(e) => {
@@ -148,8 +148,14 @@ fn add(total: &mut Stats, s: &Stats) {
 }
 
 /// Adds file and line to the native frames that name the culprit: the record's own, and its
-/// cause's. One lookup each, not the whole stack: a report may read millions of records.
-fn symbolize_culprit(sym: &mut Symbolizer, rec: &mut Value) {
+/// cause's. One lookup each, not the whole stack: a report may read millions of records. A
+/// frame without a build ID is looked up only in a `local` record.
+fn symbolize_culprit(sym: &mut Symbolizer, rec: &mut Value, local: bool) {
+    let mut annotate = |f: &mut Value| {
+        if local || f.get("build_id").is_some() {
+            sym.annotate_frame(f);
+        }
+    };
     let culprit = record::native_culprit(rec).or_else(|| record::array(rec, "backtrace").first());
     if let Some(frame) = culprit {
         let frame: *const Value = frame;
@@ -158,11 +164,11 @@ fn symbolize_culprit(sym: &mut Symbolizer, rec: &mut Value) {
             .and_then(Value::as_array_mut)
             .and_then(|frames| frames.iter_mut().find(|f| std::ptr::eq(*f, frame)))
         {
-            sym.annotate_frame(f);
+            annotate(f);
         }
     }
     if let Some(native) = rec.get_mut("cause").and_then(|c| c.get_mut("native")) {
-        sym.annotate_frame(native);
+        annotate(native);
     }
 }
 
