@@ -130,4 +130,5 @@ def measure(sigaudit, work, env, quick, rounds, row, note, med, spread, fmt_s):
             fmt_s(med(cpu)), f"{mib / med(cpu):,.0f} MiB/s CPU {spread(cpu, fmt_s)}",
             f"wall {fmt_s(med(wall))}")
         row("  peak resident memory", f"{med(rss) / 1024:,.1f} MiB",
-            f"about {summary['processes']:,} processes counted")
+            f"{'about ' if summary['processes_estimated'] else ''}{summary['processes']:,} "
+            "processes counted")
