@@ -363,12 +363,12 @@ fn a_dead_socket_sends_events_to_stderr_saying_why_once() {
     let program = driver(&dir);
     let reference = dir.cmd(&program).preload().run().success();
     // A socket file whose receiver is gone.
-    let gone = dir.join("gone");
+    let gone = common::short_dir("dead-socket").join("gone");
     drop(std::os::unix::net::UnixDatagram::bind(&gone).unwrap());
     for (output, reason) in [
-        (format!("journal:{}", os(&dir.join("missing"))), "ENOENT"),
+        ("journal:missing".to_string(), "ENOENT"),
         (format!("syslog:{}", os(&gone)), "ECONNREFUSED"),
-        (format!("rfc5424:{}", os(&dir.join("missing"))), "ENOENT"),
+        ("rfc5424:nothing/here".to_string(), "ENOENT"),
     ] {
         for format in ["text", "json"] {
             let run = dir
@@ -387,10 +387,10 @@ fn a_dead_socket_sends_events_to_stderr_saying_why_once() {
             assert_eq!(said.len(), 1, "said once\n{run}");
             let kind = output.split(':').next().unwrap();
             let path = output.split_once(':').unwrap().1;
+            // A relative path is anchored where the program started.
             assert!(
-                said[0].contains(&format!(
-                    ": cannot send to {kind} socket {path}: {reason} ("
-                )),
+                said[0].contains(&format!(": cannot send to {kind} socket "))
+                    && said[0].contains(&format!("{path}: {reason} (")),
                 "{run}"
             );
             assert!(said[0].ends_with("; reporting on stderr instead"), "{run}");
@@ -413,4 +413,5 @@ fn a_dead_socket_sends_events_to_stderr_saying_why_once() {
             }
         }
     }
+    let _ = std::fs::remove_dir_all(gone.parent().unwrap());
 }

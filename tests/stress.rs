@@ -197,10 +197,11 @@ fn no_hooked_path_allocates() {
         "the spy sees nothing: it proves nothing\n{bare}"
     );
     // Sockets for the journal and syslog sinks: a receiver that counts what it gets.
+    let socket_dir = common::short_dir("mallocspy");
     let sockets: Vec<(&str, PathBuf, Arc<AtomicUsize>)> = ["journal", "syslog", "rfc5424"]
         .into_iter()
         .map(|kind| {
-            let path = dir.join(kind);
+            let path = socket_dir.join(kind);
             let rx = UnixDatagram::bind(&path).unwrap();
             let got = Arc::new(AtomicUsize::new(0));
             let counter = got.clone();
@@ -274,6 +275,7 @@ fn no_hooked_path_allocates() {
             _ => {}
         }
     }
+    let _ = std::fs::remove_dir_all(&socket_dir);
 }
 
 /// See: the per-exec cost. A library that allocates in its constructor sets up malloc in programs

@@ -17,7 +17,7 @@ pub mod pythons;
 mod services;
 mod shared;
 #[allow(unused_imports)] // each test binary uses its own part of the harness
-pub use services::{Journald, Rsyslogd};
+pub use services::{Journald, Rsyslogd, short_dir};
 #[allow(unused_imports)]
 pub use shared::{Cmd, Dir, Run, lib, root, target_dir, tool};
 

@@ -35,8 +35,8 @@ use std::time::{Duration, Instant};
 /// How long a service may take to come up, and events to reach its storage.
 const READY: Duration = Duration::from_secs(20);
 
-/// Whether this machine lets us make mount and UTS namespaces; `Err` says why not. Skips (or,
-/// under `SIGAUDIT_TEST_STRICT`, fails) with the reason printed.
+/// Whether this machine lets us make mount and UTS namespaces. `None`: skipped (or, under
+/// `SIGAUDIT_TEST_STRICT`, failed) with the reason printed.
 fn namespaces() -> Option<()> {
     let out = Command::new("unshare")
         .args(["-m", "-u", "true"])
@@ -88,9 +88,11 @@ fn stop(child: &mut Child) {
 
 /// A private `systemd-journald` (see the module's documentation).
 pub struct Journald {
-    /// Its native socket, for `SIGAUDIT_OUTPUT=journal:PATH`.
+    /// Its native socket, for `SIGAUDIT_OUTPUT=journal:PATH`: relative to the test's folder,
+    /// where the test's programs run (a socket path holds at most 107 bytes, and the test folder
+    /// may be deep; the library keeps a relative path that does not fit anchored as it is).
     pub socket: PathBuf,
-    /// Its syslog socket (what `/dev/log` is on a systemd machine).
+    /// Its syslog socket (what `/dev/log` is on a systemd machine), relative as `socket`.
     pub dev_log: PathBuf,
     /// The journal folder, for `journalctl --directory`.
     pub journal: PathBuf,
@@ -142,14 +144,15 @@ exec "$4"
             .stderr(out)
             .spawn()
             .expect("start unshare for journald");
+        let relative = Path::new(name).join("run-systemd").join("journal");
         let mut j = Journald {
-            socket: run.join("journal").join("socket"),
-            dev_log: run.join("journal").join("dev-log"),
+            socket: relative.join("socket"),
+            dev_log: relative.join("dev-log"),
             journal: logs.join("journal"),
             log,
             child,
         };
-        let (socket, dev_log) = (j.socket.clone(), j.dev_log.clone());
+        let (socket, dev_log) = (run.join("journal/socket"), run.join("journal/dev-log"));
         let started = Instant::now();
         while !(socket.exists() && dev_log.exists() && j.journal_files() > 0) {
             if let Ok(Some(status)) = j.child.try_wait() {
@@ -219,14 +222,17 @@ impl Drop for Journald {
     }
 }
 
-/// A private `rsyslogd` with its own configuration, listening on a socket in the test's folder
-/// (never `/dev/log`), writing every message it gets to a file there, one line each, with the
-/// fields a test checks: `PRI=<severity>.<facility> APP=<app-name> PROCID=<procid>
+/// A private `rsyslogd` with its own configuration, listening on a socket of its own (never
+/// `/dev/log`), writing every message it gets to a file in the test's folder, one line each,
+/// with the fields a test checks: `PRI=<severity>.<facility> APP=<app-name> PROCID=<procid>
 /// MSGID=<msgid> TIME=<reported time> MSG=<message>`.
 pub struct Rsyslogd {
+    /// Its socket: in a short folder of its own under the temporary folder, since rsyslogd binds
+    /// it by its absolute path (107 bytes at most) after changing to `/`.
     pub socket: PathBuf,
     pub messages: PathBuf,
     pub log: PathBuf,
+    socket_dir: PathBuf,
     child: Child,
 }
 
@@ -237,7 +243,8 @@ impl Rsyslogd {
         let rsyslogd = tool("rsyslogd")?;
         let base = dir.join(name);
         std::fs::create_dir_all(&base).expect("make the rsyslogd folder");
-        let socket = base.join("log");
+        let socket_dir = short_dir(name);
+        let socket = socket_dir.join("log");
         let messages = base.join("messages");
         let parser = if rfc5424 {
             r#" UseSpecialParser="off""#
@@ -285,6 +292,7 @@ action(type="omfile" file="{messages}" template="fields")
             socket,
             messages,
             log,
+            socket_dir,
             child,
         })
     }
@@ -302,7 +310,24 @@ action(type="omfile" file="{messages}" template="fields")
 impl Drop for Rsyslogd {
     fn drop(&mut self) {
         stop(&mut self.child);
+        let _ = std::fs::remove_dir_all(&self.socket_dir);
     }
+}
+
+/// A fresh, short folder under the temporary folder, private to this test process: for sockets,
+/// whose paths hold at most 107 bytes (a test's own folder may be deeper).
+pub fn short_dir(name: &str) -> PathBuf {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let n = N.fetch_add(1, Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!(
+        "sigaudit-{}-{n}-{}",
+        std::process::id(),
+        name.chars().take(16).collect::<String>()
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("make a folder for a socket");
+    dir
 }
 
 /// Every file below `dir`.
