@@ -96,6 +96,7 @@ pub struct Text {
     pub line: [u8; 2048],
     pub message: [u8; 8192],
     pub names: [u8; 1024],
+    pub uts: libc::utsname,
 }
 
 /// Runs `f` with a zeroed [`Scratch`], or returns `None` when the kernel has no memory for one.
@@ -172,7 +173,7 @@ pub struct Context<'a> {
     pub exe: &'a [u8],
     pub cmdline: &'a [u8],
     /// The host's name (`uname`'s nodename), for records gathered from several hosts.
-    pub host: HostName,
+    pub host: &'a [u8],
     /// The time of the event: seconds and microseconds since the epoch.
     pub now: (i64, u32),
     pub pid: c_int,
@@ -193,9 +194,13 @@ pub fn note_load_pid() {
 }
 
 impl<'a> Context<'a> {
-    /// This process, now; its executable's path and its command line are read into `exe` and
-    /// `cmdline`.
-    pub fn of_this_process(exe: &'a mut [u8], cmdline: &'a mut [u8]) -> Self {
+    /// This process, now; its executable's path, its command line and the host's name are read
+    /// into `exe`, `cmdline` and `uts`.
+    pub fn of_this_process(
+        exe: &'a mut [u8],
+        cmdline: &'a mut [u8],
+        uts: &'a mut libc::utsname,
+    ) -> Self {
         let exe_len = read_link(b"/proc/self/exe\0", exe);
         let cmd_len = read_file(b"/proc/self/cmdline\0", cmdline);
         // SAFETY: these have no preconditions.
@@ -204,7 +209,7 @@ impl<'a> Context<'a> {
         Context {
             exe: exe.get(..exe_len).unwrap_or(&[]),
             cmdline: cmdline.get(..cmd_len).unwrap_or(&[]),
-            host: HostName::of_this_host(),
+            host: host_name(uts),
             now: now(),
             pid,
             ppid,
@@ -218,36 +223,20 @@ impl<'a> Context<'a> {
     }
 }
 
-/// A host name, as `uname` gives it (at most 64 bytes).
-pub struct HostName {
-    bytes: [u8; 65],
-    len: usize,
-}
-
-impl HostName {
-    pub fn of_this_host() -> HostName {
-        // SAFETY: utsname is plain data; uname fills it (a system call: no lock, no allocation).
-        let mut u: libc::utsname = unsafe { core::mem::zeroed() };
-        let mut h = HostName {
-            bytes: [0; 65],
-            len: 0,
-        };
-        // SAFETY: a valid out-pointer.
-        if unsafe { libc::uname(&mut u) } == 0 {
-            for (slot, &c) in h.bytes.iter_mut().zip(u.nodename.iter()) {
-                if c == 0 {
-                    break;
-                }
-                *slot = c as u8;
-                h.len += 1;
-            }
-        }
-        h
+/// The host's name, read by `uname` into `uts` (in the event's scratch memory: the structure is
+/// 390 bytes, too many for a small alternate signal stack).
+fn host_name(uts: &mut libc::utsname) -> &[u8] {
+    // SAFETY: a valid out-pointer; uname is a system call (no lock, no allocation).
+    if unsafe { libc::uname(uts) } != 0 {
+        return &[];
     }
-
-    pub fn as_bytes(&self) -> &[u8] {
-        self.bytes.get(..self.len).unwrap_or(&[])
-    }
+    // SAFETY: c_char and u8 have the same size and alignment; the array is the kernel's, read
+    // only within its length.
+    let name: &[u8] = unsafe {
+        core::slice::from_raw_parts(uts.nodename.as_ptr() as *const u8, uts.nodename.len())
+    };
+    let len = name.iter().position(|&c| c == 0).unwrap_or(name.len());
+    name.get(..len).unwrap_or(&[])
 }
 
 fn now() -> (i64, u32) {

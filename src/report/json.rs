@@ -20,7 +20,7 @@ pub fn write(b: &mut Buf, ev: &Event, ctx: &Context, namer: &mut Namer, max_fram
         Some(parent) => b.int(parent as i64),
         None => b.str("null"),
     };
-    b.str(",\"host\":").json_str(ctx.host.as_bytes());
+    b.str(",\"host\":").json_str(ctx.host);
     b.str(",\"exe\":").json_str(ctx.exe);
     b.str(",\"argv\":[");
     for (i, arg) in ctx

@@ -27,6 +27,7 @@ pub struct Place<'a> {
 impl<'a> Place<'a> {
     /// The culprit of an ignore or change: the innermost script frame outside the standard
     /// library, else the first native frame outside libc and the interpreter.
+    #[inline(never)]
     pub fn of(ev: &Event<'a>, namer: &Namer<'a>) -> Option<Place<'a>> {
         let culprit = Culprit::of(ev, namer);
         if let Some(f) = culprit.python().next() {

@@ -37,6 +37,37 @@ use line::Place;
 /// carries the JSON record, and both read an `echild` event's culprit back from its JSON cause.
 /// `SIGAUDIT_FORMAT` then chooses the form of events that fall back to stderr.
 pub fn publish(config: &Config, ev: &Event, s: &mut Text) -> usize {
+    match config.output_socket() {
+        Some((kind, path)) => to_socket(config, kind, path, ev, s),
+        None => to_file(config, ev, s),
+    }
+}
+
+/// Renders the event in the configured form and writes it to the output file or stderr.
+#[inline(never)]
+fn to_file(config: &Config, ev: &Event, s: &mut Text) -> usize {
+    let Text {
+        out,
+        cause,
+        exe,
+        cmdline,
+        uts,
+        ..
+    } = s;
+    let ctx = Context::of_this_process(exe, cmdline, uts);
+    let mut namer = Namer { exe: ctx.exe };
+    let json = config.format == Format::Json;
+    let (len, cause_len) = render(config, ev, &ctx, &mut namer, json, out, cause);
+    sink::emit(config, out.get(..len).unwrap_or(&[]));
+    cause_len
+}
+
+/// Renders the event as JSON and sends it to the journal or a syslog socket (in [`deliver`]);
+/// returns what [`publish`] does. Kept out of it so that events for stderr and files do not
+/// carry its locals on the stack (which may be a small alternate signal stack); the sending
+/// happens after the deep work (rendering, naming frames) has returned.
+#[inline(never)]
+fn to_socket(config: &Config, kind: Output, path: &[u8], ev: &Event, s: &mut Text) -> usize {
     let Text {
         out,
         cause,
@@ -45,26 +76,146 @@ pub fn publish(config: &Config, ev: &Event, s: &mut Text) -> usize {
         line,
         message,
         names,
+        uts,
     } = s;
-    let ctx = Context::of_this_process(exe, cmdline);
+    let ctx = Context::of_this_process(exe, cmdline, uts);
     let mut namer = Namer { exe: ctx.exe };
-    let Some((kind, path)) = config.output_socket() else {
-        let json = config.format == Format::Json;
-        let (len, cause_len) = render(config, ev, &ctx, &mut namer, json, out, cause);
-        sink::emit(config, out.get(..len).unwrap_or(&[]));
-        return cause_len;
-    };
     let (len, cause_len) = render(config, ev, &ctx, &mut namer, true, out, cause);
+    let mem = SocketMem {
+        out,
+        len,
+        line,
+        message,
+        names,
+    };
+    deliver(config, (kind, path), ev, &ctx, &mut namer, mem);
+    cause_len
+}
+
+/// The JSON record rendered for a socket sink, and the working memory for the rest.
+struct SocketMem<'m> {
+    out: &'m mut [u8],
+    len: usize,
+    line: &'m mut [u8],
+    message: &'m mut [u8],
+    names: &'m mut [u8],
+}
+
+/// Names the culprit, sends the event to its socket, and on failure says so once and writes the
+/// event to stderr.
+#[inline(never)]
+fn deliver(
+    config: &Config,
+    (kind, path): (Output, &[u8]),
+    ev: &Event,
+    ctx: &Context,
+    namer: &mut Namer,
+    m: SocketMem,
+) {
+    let SocketMem {
+        out,
+        len,
+        line,
+        message,
+        names,
+    } = m;
     let place = match (ev.kind, ev.cause) {
         (Kind::Echild, Some(c)) => Place::of_cause(c, names),
         (Kind::Echild | Kind::Inherited, _) => None,
-        _ => Place::of(ev, &namer),
+        _ => Place::of(ev, namer),
     };
+    let record = out.get(..len).unwrap_or(&[]);
+    if let Err(errno) = send(kind, path, ev, ctx, place.as_ref(), record, line, message) {
+        let failed = Failed {
+            kind,
+            path,
+            errno,
+            len,
+        };
+        to_stderr(config, failed, ev, ctx, namer, place.as_ref(), out, message);
+    }
+}
+
+/// A socket that did not take an event.
+struct Failed<'p> {
+    kind: Output,
+    path: &'p [u8],
+    errno: libc::c_int,
+    /// The length of the JSON record in `out`.
+    len: usize,
+}
+
+/// Says once that the socket failed, and writes the event to stderr in the configured form. A
+/// text record names an `echild` event's cause in one line, read back from the JSON cause.
+#[inline(never)]
+#[allow(clippy::too_many_arguments)]
+fn to_stderr(
+    config: &Config,
+    failed: Failed,
+    ev: &Event,
+    ctx: &Context,
+    namer: &mut Namer,
+    place: Option<&Place>,
+    out: &mut [u8],
+    message: &mut [u8],
+) {
+    let len = match config.format {
+        Format::Json => failed.len,
+        Format::Text => {
+            let mut cb = Buf::new(message);
+            if let Some(c) = ev.cause {
+                line::write_cause(&mut cb, c, place);
+                cb.byte(b'\n');
+            }
+            let text_ev = Event {
+                cause: ev.cause.map(|_| cb.as_bytes()),
+                ..*ev
+            };
+            render_apart(config, &text_ev, ctx, namer, false, out, &mut [0u8; 0]).0
+        }
+    };
+    sink::socket_failed(
+        failed.kind,
+        failed.path,
+        failed.errno,
+        out.get(..len).unwrap_or(&[]),
+    );
+}
+
+/// [`render`] in a frame of its own, so that the two renderings of [`to_socket`] do not each
+/// add their locals to its frame.
+#[inline(never)]
+fn render_apart(
+    config: &Config,
+    ev: &Event,
+    ctx: &Context,
+    namer: &mut Namer,
+    json: bool,
+    out: &mut [u8],
+    cause: &mut [u8],
+) -> (usize, usize) {
+    render(config, ev, ctx, namer, json, out, cause)
+}
+
+/// Sends one rendered event: its one-line summary written into `line`, the message built in
+/// `message`. Errors are `errno` values.
+#[inline(never)]
+#[allow(clippy::too_many_arguments)]
+fn send(
+    kind: Output,
+    path: &[u8],
+    ev: &Event,
+    ctx: &Context,
+    place: Option<&Place>,
+    record: &[u8],
+    line: &mut [u8],
+    message: &mut [u8],
+) -> Result<(), libc::c_int> {
     let mut b = Buf::new(line);
-    line::write(&mut b, ev, &ctx, place.as_ref());
+    line::write(&mut b, ev, ctx, place);
     let summary = b.as_bytes();
     let severity = line::severity(ev);
-    let sent = match kind {
+    match kind {
         Output::Journal => {
             let mut signal = [0u8; 16];
             let mut sb = Buf::new(&mut signal);
@@ -78,7 +229,7 @@ pub fn publish(config: &Config, ev: &Event, s: &mut Text) -> usize {
                 ppid: ctx.ppid as i64,
                 signal: sb.as_bytes(),
                 action: ev.outcome.name(),
-                record: out.get(..len).unwrap_or(&[]),
+                record,
             };
             journal::send(path, &entry, message).map(|_| ())
         }
@@ -92,45 +243,18 @@ pub fn publish(config: &Config, ev: &Event, s: &mut Text) -> usize {
                 pid: ctx.pid,
                 now: ctx.now,
                 msgid: ev.kind.name(),
-                host: ctx.host.as_bytes(),
+                host: ctx.host,
             };
             syslog::send(path, form, &header, summary, message)
         }
-    };
-    if let Err(errno) = sent {
-        // Said once; the event goes to stderr in the configured form. A text record names an
-        // `echild` event's cause in one line, read back from the JSON cause.
-        let len = match config.format {
-            Format::Json => len,
-            Format::Text => {
-                let mut cb = Buf::new(message);
-                if let Some(c) = ev.cause {
-                    line::write_cause(&mut cb, c, place.as_ref());
-                    cb.byte(b'\n');
-                }
-                let text_ev = Event {
-                    cause: ev.cause.map(|_| cb.as_bytes()),
-                    ..*ev
-                };
-                render(
-                    config,
-                    &text_ev,
-                    &ctx,
-                    &mut namer,
-                    false,
-                    out,
-                    &mut [0u8; 0],
-                )
-                .0
-            }
-        };
-        sink::socket_failed(kind, path, errno, out.get(..len).unwrap_or(&[]));
     }
-    cause_len
 }
 
 /// Formats `ev` into `out` (JSON or text) and returns the record's length. Also renders the cause
 /// summary for a later `echild` into `cause` (its length is returned second).
+// Inlined into its callers: one frame less under the renderers, on what may be a small
+// alternate signal stack.
+#[inline(always)]
 fn render(
     config: &Config,
     ev: &Event,

@@ -17,6 +17,10 @@ static OPEN_FAILED_SAID: AtomicBool = AtomicBool::new(false);
 /// `test_pass_fds_redirected` does) would see it, and one that closes every descriptor and opens
 /// its own files could get ours' number, so that the next record lands in the program's file.
 /// Events are rare; an `open` and a `close` each are cheap next to capturing a stack.
+///
+/// Never inlined: its buffers (a path, a message) then sit on the stack only while it runs, not
+/// under the renderer's frames, which may be on a small alternate signal stack.
+#[inline(never)]
 pub fn emit(config: &Config, record: &[u8]) {
     let Some(template) = config.output_path() else {
         to_stderr(record);
@@ -51,6 +55,7 @@ pub fn emit(config: &Config, record: &[u8]) {
 
 /// A journal or syslog socket failed: say so, once, and write `record` to stderr instead, so that
 /// no event is lost without a word. The next event tries the socket again.
+#[inline(never)]
 pub fn socket_failed(kind: Output, path: &[u8], errno: c_int, record: &[u8]) {
     if !SOCKET_FAILED_SAID.swap(true, Ordering::Relaxed) {
         let mut mem = [0u8; 512];
