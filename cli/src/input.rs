@@ -220,11 +220,26 @@ fn rebuilt(obj: &Map<String, Value>) -> Option<Value> {
         .ok()
         .map(iso_time)
         .unwrap_or_default();
-    let argv: Vec<Value> = text("_CMDLINE")
+    let mut argv: Vec<Value> = text("_CMDLINE")
         .split(' ')
         .filter(|w| !w.is_empty())
         .map(|w| Value::String(w.into()))
         .collect();
+    // A process that exited before journald looked has no _EXE or _CMDLINE; the message names
+    // its program: `pid 42 (true) ...`.
+    if argv.is_empty()
+        && let Some(name) = text("MESSAGE")
+            .split_once(" (")
+            .and_then(|(_, rest)| rest.split_once(')'))
+            .map(|(name, _)| {
+                name.split(", forked from")
+                    .next()
+                    .unwrap_or(name)
+                    .to_string()
+            })
+    {
+        argv.push(Value::String(name));
+    }
     let mut rec = serde_json::json!({
         "event": event,
         "time": time,
@@ -385,8 +400,11 @@ mod tests {
             "MESSAGE": "pid 42 (a) waitpid() failed ...; cause: SIGCHLD ignored via signal() in pid 41 at f+0x1 (/a+0x11)",
             "SIGAUDIT_VIA": "waitpid", "SIGAUDIT_PPID": "40",
             "CODE_FILE": "/a", "CODE_FUNC": "f"});
-        let (items, stats) = read_all(&format!("{ignore}\n{echild}\n"));
-        assert_eq!(stats.rebuilt, 2);
+        let gone = json!({"_HOSTNAME": "h", "SIGAUDIT_RECORD": null, "SIGAUDIT_EVENT": "inherited",
+            "_PID": "43", "MESSAGE": "pid 43 (true) SIGCHLD was already SIG_IGN when the program started"});
+        let (items, stats) = read_all(&format!("{ignore}\n{echild}\n{gone}\n"));
+        assert_eq!(stats.rebuilt, 3);
+        assert_eq!(items[2].record["argv"], json!(["true"]));
         let r = &items[0].record;
         assert_eq!(r["time"], "2026-11-25T21:39:39.785309Z");
         assert_eq!(r["action"], "vetoed");

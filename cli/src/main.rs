@@ -11,11 +11,11 @@
 //! choosing the frame to blame), `preflight.rs` (a command the library cannot enter), `text.rs` (records for people), `summary.rs`, `symbolize.rs`
 //! (DWARF lookups), `debuginfod.rs` (debug files from servers), `signals.rs` (names),
 //! `supervise/` (`--supervise`: the seccomp supervisor), `input.rs` (reading stored records: the
-//! library's, the command's, the journal's), `culprits.rs` (events grouped by culprit, in
-//! bounded memory), `report.rs` (`sigaudit report`).
+//! library's, the command's, the journal's), `counts.rs` (bounded counts of
+//! processes and names), `report.rs` (`sigaudit report`).
 
 mod args;
-mod culprits;
+mod counts;
 mod debuginfod;
 mod forward;
 mod input;

@@ -1,8 +1,9 @@
-//! `sigaudit report [--json] [FILE...|-]`: one summary, grouped by culprit, of records from any
-//! number of processes and hosts, as the library, `sigaudit --json` or `journalctl -o json` left
-//! them (`input.rs` reads them, `culprits.rs` groups them). It streams: each record is read,
-//! added to its group and dropped, so memory does not grow with the input; on a terminal, stderr
-//! shows how far it has come.
+//! `sigaudit report [--json] [FILE...|-]`: one summary of records from any number of processes
+//! and hosts, as the library, `sigaudit --json` or `journalctl -o json` left them (`input.rs`
+//! reads them): the same summary as a run's (`summary.rs`, root causes first, what followed from
+//! each folded under it), with the hosts and the time span of each cause. It streams: each record
+//! is read, added to the summary and dropped, so memory does not grow with the input; on a
+//! terminal, stderr shows how far it has come.
 //!
 //! The culprit's native frame gets its file and line from debug information, as in a run: by its
 //! build ID when the frame has one (the build that ran, wherever it ran: the file here if it is
@@ -10,9 +11,9 @@
 //! host's module of the same path may be another build).
 
 use crate::args::ReportOptions;
-use crate::culprits::Culprits;
 use crate::input::{Reader, Stats};
 use crate::record;
+use crate::summary::Summary;
 use crate::symbolize::Symbolizer;
 use serde_json::Value;
 use std::io::{BufRead, BufReader, IsTerminal, Write};
@@ -26,7 +27,7 @@ pub fn main(opts: &ReportOptions) -> i32 {
         opts.files.clone()
     };
     let mut progress = Progress::new(&inputs);
-    let mut culprits = Culprits::new();
+    let mut summary = Summary::new();
     let mut sym = Symbolizer::new();
     let here = this_host();
     let mut stats = Stats::default();
@@ -51,7 +52,7 @@ pub fn main(opts: &ReportOptions) -> i32 {
                 Ok(mut item) => {
                     let local = item.host.as_deref().is_none_or(|h| h == here);
                     symbolize_culprit(&mut sym, &mut item.record, local);
-                    culprits.add(&item.record, item.host.as_deref());
+                    summary.add(&item.record, item.host.as_deref());
                 }
                 Err(e) => {
                     progress.clear();
@@ -69,7 +70,7 @@ pub fn main(opts: &ReportOptions) -> i32 {
     }
     progress.clear();
     let out = if opts.json {
-        let mut v = culprits.render_json();
+        let mut v = summary.json();
         v["input"] = serde_json::json!({
             "lines": stats.lines,
             "records": stats.records,
@@ -87,7 +88,7 @@ pub fn main(opts: &ReportOptions) -> i32 {
             &stats,
         )
     } else {
-        notes(culprits.render_text("sigaudit report"), &stats)
+        notes(summary.render_report(), &stats)
     };
     if let Err(e) = std::io::stdout().lock().write_all(out.as_bytes())
         && e.kind() != std::io::ErrorKind::BrokenPipe

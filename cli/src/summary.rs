@@ -1,196 +1,706 @@
-//! The summary after a run: how many processes reported events, then the root causes first,
-//! each with its place and what followed from it in the process tree folded under it
-//! (`tree.rs` decides which is which), then any other events. Records arrive already symbolized
-//! and sorted by time; `--json` and `-o` keep every one of them.
+//! The summary: how many processes reported events, then the root causes first, each with its
+//! place and what followed from it in the process tree folded under it (`tree.rs` decides which
+//! is which), then any other events.
+//!
+//! One code path for `sigaudit -- COMMAND`'s end summary and `sigaudit report`: records are added
+//! one at a time ([`Summary::add`]) and none is kept, only counts and the first few of each kind
+//! (events that say the same thing, the processes they happened in, the waits that failed), so a
+//! report over a gigabyte of records stays in bounded memory. A run adds its records, symbolized
+//! and sorted by time, at its end; `--json` and `-o` keep every one of them.
 
+use crate::counts::{Counter, Distinct, count};
 use crate::record::{self, Culprit, int, s};
 use crate::text;
-use crate::tree::{self, Cause};
-use serde_json::Value;
-use std::collections::BTreeSet;
+use crate::tree::{MAX_PROCESSES, Proc, Role, Tree};
+use serde_json::{Value, json};
+use std::collections::{BTreeSet, HashMap};
 use std::fmt::Write;
 use std::path::Path;
 
+/// How many events that say different things a cause (or the other events) lists; more are
+/// counted.
+const MAX_GROUPS: usize = 64;
+/// How many processes a line names by pid.
+const NAMED: usize = 5;
+/// How many processes' failed waits a cause lists one by one.
+const MAX_WAITS: usize = 8;
+
+/// The summary of a run, sorted by time (the records as they came are in the run's output).
 pub fn render(records: &[Value], watch: &str, output: Option<&Path>) -> String {
-    let mut out = String::new();
-    if records.is_empty() {
-        let verb = if watch.to_ascii_lowercase().contains(":any") {
-            "ignored or changed"
-        } else {
-            "ignored"
+    let mut summary = Summary::new();
+    for rec in records {
+        summary.add(rec, None);
+    }
+    summary.render_run(watch, output)
+}
+
+/// Records added so far, as causes and what followed from them.
+#[derive(Default)]
+pub struct Summary {
+    tree: Tree,
+    causes: Vec<CauseSum>,
+    others: Groups,
+    events: u64,
+    processes: Distinct,
+    hosts: Vec<String>,
+    host_ids: HashMap<String, u32>,
+    /// Each process's program (an index into `names`), to name the parent an inherited ignore
+    /// came from.
+    programs: HashMap<Proc, u32>,
+    names: Vec<String>,
+    name_ids: HashMap<String, u32>,
+}
+
+/// One root cause: its events, then what followed from it.
+#[derive(Default)]
+struct CauseSum {
+    /// A shell applying its trap: said as the shell's, with the first command it applied to.
+    shell: Option<ShellHead>,
+    /// For a cause known only from the `cause` of `echild` records (its own record is not among
+    /// those added): what it was and where.
+    seen_as_cause: Option<String>,
+    events: Groups,
+    inherited: Followers,
+    echild: Waits,
+    hosts: Counter,
+    first: String,
+    last: String,
+}
+
+struct ShellHead {
+    pid: i64,
+    program: String,
+    argv: Option<String>,
+    signal: String,
+    action: String,
+    place: Option<String>,
+}
+
+/// Events that say the same thing, grouped.
+#[derive(Default)]
+struct Groups {
+    list: Vec<Group>,
+    /// Events past [`MAX_GROUPS`] kinds.
+    more: u64,
+}
+
+/// Events that say the same thing.
+struct Group {
+    first: Event,
+    count: u64,
+    /// The first processes, by pid.
+    pids: Vec<i64>,
+    processes: Distinct,
+}
+
+/// Processes that followed from a cause: inherited the ignore, or set it again.
+#[derive(Default)]
+struct Followers {
+    events: u64,
+    /// The first processes, in the order they appeared.
+    pids: Vec<i64>,
+    processes: Distinct,
+    /// The first programs, in the order they appeared.
+    programs: Vec<String>,
+}
+
+/// Waits that failed with ECHILD because of a cause, once per process and function.
+#[derive(Default)]
+struct Waits {
+    events: u64,
+    lines: Vec<Wait>,
+    /// Past [`MAX_WAITS`] lines: their events and processes.
+    more: u64,
+    more_processes: Distinct,
+}
+
+struct Wait {
+    proc: Proc,
+    via: String,
+    times: u64,
+    event: Event,
+    /// Where the failed wait was made (the program's line that called subprocess); a frame of
+    /// libc alone says nothing.
+    place: Option<String>,
+}
+
+impl Summary {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds one record, the next oldest of its host; `host` is where it came from, when known.
+    pub fn add(&mut self, rec: &Value, host: Option<&str>) {
+        let host = self.host_id(host);
+        let proc = (host, int(rec, "pid").unwrap_or(0));
+        self.events += 1;
+        self.processes.insert(proc);
+        if self.programs.len() < MAX_PROCESSES && !self.programs.contains_key(&proc) {
+            let name = record::program(rec);
+            let id = match self.name_ids.get(&name) {
+                Some(&id) => id,
+                None => {
+                    self.names.push(name.clone());
+                    self.name_ids.insert(name, self.names.len() as u32 - 1);
+                    self.names.len() as u32 - 1
+                }
+            };
+            self.programs.insert(proc, id);
+        }
+        let role = self.tree.add(rec, host);
+        let parent = self
+            .programs
+            .get(&(host, int(rec, "ppid").unwrap_or(0)))
+            .and_then(|&id| self.names.get(id as usize))
+            .cloned();
+        let e = event(rec, parent.as_deref());
+        let c = match role {
+            Role::Cause(c) | Role::Inherited(c) | Role::Echild(c) => c,
+            Role::Other => {
+                self.others.add(e, proc);
+                return;
+            }
+        };
+        while self.causes.len() <= c {
+            self.causes.push(CauseSum::default());
+        }
+        let hostname = self.host_name(host);
+        let cause = &mut self.causes[c];
+        if let Some(h) = hostname {
+            cause.hosts.add(h);
+        }
+        let time = s(rec, "time");
+        if !time.is_empty() {
+            if cause.first.is_empty() || time < cause.first.as_str() {
+                cause.first = time.to_string();
+            }
+            if time > cause.last.as_str() {
+                cause.last = time.to_string();
+            }
+        }
+        match role {
+            Role::Cause(_) => {
+                if self.tree.causes[c].shell_children && cause.shell.is_none() {
+                    cause.shell = Some(ShellHead::of(rec));
+                }
+                cause.events.add(e, proc);
+            }
+            Role::Inherited(_) => cause.inherited.add(proc, &e.program, 1),
+            _ => {
+                if cause.events.list.is_empty()
+                    && cause.seen_as_cause.is_none()
+                    && let Some(c) = rec.get("cause").filter(|c| c.is_object())
+                {
+                    cause.seen_as_cause = Some(format!(
+                        "{}: {} ignored via {}() (its own record is not among these)",
+                        record::cause_place(c).unwrap_or_default(),
+                        s(c, "signal"),
+                        s(c, "via"),
+                    ));
+                }
+                let place = record::culprit(rec)
+                    .filter(|c| !matches!(c, Culprit::RuntimeOnly(_)))
+                    .map(|c| c.describe());
+                cause.echild.add(proc, s(rec, "via"), e, place)
+            }
+        }
+    }
+
+    fn host_id(&mut self, host: Option<&str>) -> u32 {
+        let Some(host) = host.filter(|h| !h.is_empty()) else {
+            return 0;
+        };
+        if let Some(&id) = self.host_ids.get(host) {
+            return id;
+        }
+        if self.hosts.len() >= MAX_PROCESSES {
+            return 0;
+        }
+        self.hosts.push(host.to_string());
+        self.host_ids
+            .insert(host.to_string(), self.hosts.len() as u32);
+        self.hosts.len() as u32
+    }
+
+    fn host_name(&self, id: u32) -> Option<String> {
+        (id > 0).then(|| self.hosts[id as usize - 1].clone())
+    }
+
+    /// Folds the causes that were an inherited ignore from a parent seen only later into that
+    /// parent's cause; returns the causes to show, in the order they first happened.
+    fn settle(&mut self) -> Vec<usize> {
+        let mut gone = BTreeSet::new();
+        for (c, into) in self.tree.parents_found() {
+            if c >= self.causes.len() || into >= self.causes.len() {
+                continue;
+            }
+            let from = std::mem::take(&mut self.causes[c]);
+            let to = &mut self.causes[into];
+            for g in from.events.list {
+                to.inherited.events += g.count - 1;
+                for &pid in &g.pids {
+                    to.inherited.add((0, pid), &g.first.program, 1);
+                }
+                to.inherited.processes.merge(&g.processes);
+            }
+            to.inherited.merge(from.inherited);
+            to.echild.merge(from.echild);
+            to.hosts.merge(from.hosts);
+            gone.insert(c);
+        }
+        (0..self.causes.len())
+            .filter(|c| !gone.contains(c))
+            .collect()
+    }
+
+    /// The end summary of a run: a clean run in one line, else the causes and other events.
+    pub fn render_run(&mut self, watch: &str, output: Option<&Path>) -> String {
+        let mut out = String::new();
+        if self.events == 0 {
+            let verb = if watch.to_ascii_lowercase().contains(":any") {
+                "ignored or changed"
+            } else {
+                "ignored"
+            };
+            let _ = writeln!(
+                out,
+                "sigaudit: clean run: no process {verb} a watched signal ({watch})"
+            );
+            return out;
+        }
+        self.write(&mut out, "sigaudit", false);
+        if let Some(path) = output {
+            let _ = writeln!(out, "sigaudit: full records in {}", path.display());
+        }
+        out
+    }
+
+    /// The summary of `sigaudit report`: as a run's, with the hosts and the time span of each
+    /// cause.
+    pub fn render_report(&mut self) -> String {
+        let mut out = String::new();
+        self.write(&mut out, "sigaudit report", true);
+        out
+    }
+
+    fn write(&mut self, out: &mut String, title: &str, report: bool) {
+        let shown = self.settle();
+        let (processes, about) = self.processes.count();
+        let hosts = match self.hosts.len() {
+            0 => String::new(),
+            n => format!(" on {}", count(n as u64, "host", "hosts")),
+        };
+        let causes = match shown.len() {
+            0 => String::new(),
+            n => format!(", {n} root {}", if n == 1 { "cause" } else { "causes" }),
         };
         let _ = writeln!(
             out,
-            "sigaudit: clean run: no process {verb} a watched signal ({watch})"
+            "{title}: {}{} reported {}{hosts}{causes}:",
+            if about { "about " } else { "" },
+            count(processes, "process", "processes"),
+            count(self.events, "event", "events"),
         );
-        return out;
+        let mut noted = BTreeSet::new();
+        for &c in &shown {
+            self.causes[c].write(out, &mut noted, report);
+        }
+        if !self.others.list.is_empty() && !shown.is_empty() {
+            out.push_str("  other events:\n");
+        }
+        self.others.write(out, &mut noted);
     }
-    let pids: BTreeSet<i64> = records.iter().filter_map(|r| int(r, "pid")).collect();
-    let tree = tree::build(records);
-    let causes = match tree.causes.len() {
-        0 => String::new(),
-        n => format!(", {n} root {}", plural(n, "cause", "causes")),
-    };
-    let _ = writeln!(
-        out,
-        "sigaudit: {} {} reported {} {}{causes}:",
-        pids.len(),
-        plural(pids.len(), "process", "processes"),
-        records.len(),
-        plural(records.len(), "event", "events"),
-    );
-    let mut noted = BTreeSet::new();
-    for cause in &tree.causes {
-        write_cause(&mut out, cause, records, &mut noted);
+
+    /// The summary as one JSON object.
+    pub fn json(&mut self) -> Value {
+        let shown = self.settle();
+        let (processes, about) = self.processes.count();
+        let causes: Vec<Value> = shown
+            .iter()
+            .map(|&c| self.causes[c].json(&self.tree.causes[c].key))
+            .collect();
+        json!({
+            "events": self.events,
+            "processes": processes,
+            "processes_estimated": about,
+            "hosts": self.hosts,
+            "causes": causes,
+            "other_events": self.others.json(),
+        })
     }
-    let others: Vec<&Value> = tree.others.iter().map(|&i| &records[i]).collect();
-    if !others.is_empty() && !tree.causes.is_empty() {
-        out.push_str("  other events:\n");
-    }
-    for g in groups(others.into_iter(), records) {
-        g.write(&mut out, &mut noted);
-    }
-    if let Some(path) = output {
-        let _ = writeln!(out, "sigaudit: full records in {}", path.display());
-    }
-    out
 }
 
-fn plural<'a>(n: usize, one: &'a str, many: &'a str) -> &'a str {
-    if n == 1 { one } else { many }
+impl ShellHead {
+    fn of(rec: &Value) -> ShellHead {
+        ShellHead {
+            pid: int(rec, "forked_from")
+                .or_else(|| int(rec, "pid"))
+                .unwrap_or(0),
+            program: record::program(rec),
+            argv: (record::array(rec, "argv").len() > 1)
+                .then(|| record::short_command_line(rec, 80)),
+            signal: s(rec, "signal").to_string(),
+            action: s(rec, "action").to_string(),
+            place: record::culprit(rec).map(|c| c.describe()),
+        }
+    }
 }
 
-/// The same event from the same program at the same place (a loop, a pool of workers, a shell
-/// that sets its handlers in every subshell) is said once, with how often and where.
-fn groups<'a>(events: impl Iterator<Item = &'a Value>, all: &[Value]) -> Vec<Group> {
-    let mut groups: Vec<Group> = Vec::new();
-    for rec in events {
-        let e = event(rec, all);
-        match groups.iter_mut().find(|g| {
+impl CauseSum {
+    fn write(&self, out: &mut String, noted: &mut BTreeSet<String>, report: bool) {
+        match &self.shell {
+            Some(head) => {
+                let argv = head
+                    .argv
+                    .as_ref()
+                    .map(|a| format!(" ({a})"))
+                    .unwrap_or_default();
+                let n = self.events.count();
+                let _ = writeln!(
+                    out,
+                    "  pid {} {}{argv}: {} ignored in {} it starts [{}]",
+                    head.pid,
+                    head.program,
+                    head.signal,
+                    if n == 1 {
+                        "a child".to_string()
+                    } else {
+                        format!("{n} children")
+                    },
+                    head.action,
+                );
+                if let Some(place) = &head.place {
+                    let _ = writeln!(out, "      where: {place}, the first command run with it");
+                }
+                out.push_str(
+                    "      (a shell applies `trap '' CHLD` in each child it starts, not in itself: the trap's own line is not known)\n",
+                );
+            }
+            None => {
+                if let (true, Some(seen)) = (self.events.list.is_empty(), &self.seen_as_cause) {
+                    let _ = writeln!(out, "  {seen}");
+                }
+                self.events.write(out, noted)
+            }
+        }
+        if report {
+            match self.hosts.top().len() {
+                0 => {}
+                1 => {
+                    let _ = writeln!(out, "      on host {}", self.hosts.names(1));
+                }
+                _ => {
+                    let _ = writeln!(out, "      on hosts {}", self.hosts.names(8));
+                }
+            }
+            match (self.first.as_str(), self.last.as_str()) {
+                ("", _) => {}
+                (a, b) if a == b => {
+                    let _ = writeln!(out, "      at {a}");
+                }
+                (a, b) => {
+                    let _ = writeln!(out, "      from {a} to {b}");
+                }
+            }
+        }
+        self.inherited.write(out);
+        self.echild.write(out);
+    }
+
+    fn json(&self, key: &str) -> Value {
+        let (processes, about) = self.events.processes();
+        json!({
+            "key": key,
+            "events": self.events.json(),
+            "processes": processes,
+            "processes_estimated": about,
+            "hosts": self.hosts.json(),
+            "first": self.first,
+            "last": self.last,
+            "inherited": {
+                "events": self.inherited.events,
+                "processes": self.inherited.processes.count().0,
+                "programs": self.inherited.programs,
+            },
+            "echild": {
+                "events": self.echild.events,
+                "processes": self.echild.processes().0,
+                "via": self.echild.via_counts(),
+            },
+        })
+    }
+}
+
+impl Groups {
+    fn add(&mut self, e: Event, proc: Proc) {
+        let full = self.list.len() >= MAX_GROUPS;
+        match self.list.iter_mut().find(|g| {
             g.first.program == e.program && g.first.what == e.what && g.first.detail == e.detail
         }) {
             Some(g) => {
                 g.count += 1;
-                if !g.pids.contains(&e.pid) {
-                    g.pids.push(e.pid);
+                if g.processes.insert(proc) && g.pids.len() <= NAMED {
+                    g.pids.push(proc.1);
                 }
             }
-            None => groups.push(Group {
-                pids: vec![e.pid],
-                count: 1,
-                first: e,
-            }),
+            None if !full => {
+                let mut processes = Distinct::default();
+                processes.insert(proc);
+                self.list.push(Group {
+                    pids: vec![e.pid],
+                    count: 1,
+                    first: e,
+                    processes,
+                });
+            }
+            None => self.more += 1,
         }
     }
-    groups
-}
 
-/// One root cause: its events, then what followed from it, folded.
-fn write_cause(out: &mut String, cause: &Cause, all: &[Value], noted: &mut BTreeSet<String>) {
-    let first = &all[cause.events[0]];
-    if cause.shell_children {
-        // The shell's trap: said as the shell's, with the first command it applied to.
-        let pid = int(first, "forked_from")
-            .or_else(|| int(first, "pid"))
-            .unwrap_or(0);
-        let argv = if record::array(first, "argv").len() > 1 {
-            format!(" ({})", record::short_command_line(first, 80))
-        } else {
-            String::new()
-        };
-        let n = cause.events.len();
-        let _ = writeln!(
-            out,
-            "  pid {pid} {}{argv}: {} ignored in {} it starts [{}]",
-            record::program(first),
-            s(first, "signal"),
-            if n == 1 {
-                "a child".to_string()
-            } else {
-                format!("{n} children")
-            },
-            s(first, "action"),
-        );
-        if let Some(c) = record::culprit(first) {
-            let _ = writeln!(
-                out,
-                "      where: {}, the first command run with it",
-                c.describe()
-            );
+    fn count(&self) -> u64 {
+        self.list.iter().map(|g| g.count).sum::<u64>() + self.more
+    }
+
+    fn processes(&self) -> (u64, bool) {
+        let mut all = Distinct::default();
+        for g in &self.list {
+            all.merge(&g.processes);
         }
-        out.push_str(
-            "      (a shell applies `trap '' CHLD` in each child it starts, not in itself: the trap's own line is not known)\n",
-        );
-    } else {
-        for g in groups(cause.events.iter().map(|&i| &all[i]), all) {
+        all.count()
+    }
+
+    fn write(&self, out: &mut String, noted: &mut BTreeSet<String>) {
+        for g in &self.list {
             g.write(out, noted);
         }
-    }
-    // Processes of the tree below, in the order they appeared (a forked child that execs keeps
-    // its pid: it counts once).
-    let mut pids: Vec<i64> = Vec::new();
-    let mut programs: Vec<String> = Vec::new();
-    for &i in &cause.inherited {
-        let pid = int(&all[i], "pid").unwrap_or(0);
-        if !pids.contains(&pid) {
-            pids.push(pid);
-        }
-        let program = record::program(&all[i]);
-        if !programs.contains(&program) {
-            programs.push(program);
+        if self.more > 0 {
+            let _ = writeln!(
+                out,
+                "  ... and {} of other kinds",
+                count(self.more, "event", "events")
+            );
         }
     }
-    if !cause.inherited.is_empty() {
-        let shown: Vec<&str> = programs.iter().take(6).map(String::as_str).collect();
-        let more = if programs.len() > 6 { ", ..." } else { "" };
-        let which = if pids.len() <= 5 {
-            let list: Vec<String> = pids.iter().map(|p| p.to_string()).collect();
+
+    fn json(&self) -> Value {
+        let list: Vec<Value> = self
+            .list
+            .iter()
+            .map(|g| {
+                json!({
+                    "program": g.first.program,
+                    "what": g.first.what,
+                    "where": g.first.detail.trim().lines().map(str::trim).collect::<Vec<_>>(),
+                    "events": g.count,
+                    "processes": g.processes.count().0,
+                    "pids": g.pids,
+                })
+            })
+            .collect();
+        json!({"groups": list, "more": self.more})
+    }
+}
+
+impl Group {
+    /// Writes the group, and once per summary (`noted`) what to do about a stripped module it
+    /// names.
+    fn write(&self, out: &mut String, noted: &mut BTreeSet<String>) {
+        let e = &self.first;
+        let argv = e
+            .argv
+            .as_ref()
+            .map(|a| format!(" ({a})"))
+            .unwrap_or_default();
+        let (processes, about) = self.processes.count();
+        let _ = match (self.count, processes) {
+            (1, _) => writeln!(out, "  pid {} {}{argv}: {}", e.pid, e.program, e.what),
+            (n, 1) => writeln!(
+                out,
+                "  pid {} {}{argv}, {n} times: {}",
+                e.pid, e.program, e.what
+            ),
+            (n, p) => {
+                let shown: Vec<String> = self
+                    .pids
+                    .iter()
+                    .take(NAMED)
+                    .map(|p| p.to_string())
+                    .collect();
+                let more = if p > NAMED as u64 { ", ..." } else { "" };
+                writeln!(
+                    out,
+                    "  {}, {} times in {}{} processes (pid {}{more}): {}",
+                    e.program,
+                    thousands(n),
+                    if about { "about " } else { "" },
+                    thousands(p),
+                    shown.join(", "),
+                    e.what
+                )
+            }
+        };
+        out.push_str(&e.detail);
+        for module in &e.stripped {
+            if noted.insert(module.clone()) {
+                for line in record::stripped_advice(module) {
+                    let _ = writeln!(out, "      {line}");
+                }
+            }
+        }
+    }
+}
+
+impl Followers {
+    fn add(&mut self, proc: Proc, program: &str, events: u64) {
+        self.events += events;
+        if self.processes.insert(proc) && self.pids.len() <= NAMED {
+            self.pids.push(proc.1);
+        }
+        if self.programs.len() <= 6 && !self.programs.iter().any(|p| p == program) {
+            self.programs.push(program.to_string());
+        }
+    }
+
+    fn merge(&mut self, other: Followers) {
+        self.events += other.events;
+        self.processes.merge(&other.processes);
+        for pid in other.pids {
+            if self.pids.len() <= NAMED && !self.pids.contains(&pid) {
+                self.pids.push(pid);
+            }
+        }
+        for p in other.programs {
+            if self.programs.len() <= 6 && !self.programs.contains(&p) {
+                self.programs.push(p);
+            }
+        }
+    }
+
+    fn write(&self, out: &mut String) {
+        if self.events == 0 {
+            return;
+        }
+        let (n, about) = self.processes.count();
+        let shown: Vec<&str> = self.programs.iter().take(6).map(String::as_str).collect();
+        let more = if self.programs.len() > 6 { ", ..." } else { "" };
+        let which = if n as usize <= NAMED && !about {
+            let list: Vec<String> = self.pids.iter().map(|p| p.to_string()).collect();
             format!(" (pid {})", list.join(", "))
         } else {
             String::new()
         };
         let _ = writeln!(
             out,
-            "      inherited by {} descendant {}: {}{more}{which}, {} {}",
-            pids.len(),
-            plural(pids.len(), "process", "processes"),
+            "      inherited by {}{} descendant {}: {}{more}{which}, {}",
+            if about { "about " } else { "" },
+            thousands(n),
+            if n == 1 { "process" } else { "processes" },
             shown.join(", "),
-            cause.inherited.len(),
-            plural(cause.inherited.len(), "event", "events"),
+            count(self.events, "event", "events"),
         );
     }
-    // The waits it broke, once per process and function.
-    let mut seen: Vec<(i64, &str)> = Vec::new();
-    for &i in &cause.echild {
-        let rec = &all[i];
-        let (pid, via) = (int(rec, "pid").unwrap_or(0), s(rec, "via"));
-        if seen.contains(&(pid, via)) {
-            continue;
-        }
-        seen.push((pid, via));
-        let times = cause
-            .echild
-            .iter()
-            .filter(|&&j| int(&all[j], "pid") == Some(pid) && s(&all[j], "via") == via)
-            .count();
-        let times = if times > 1 {
-            format!(", {times} times")
+}
+
+impl Waits {
+    fn add(&mut self, proc: Proc, via: &str, e: Event, place: Option<String>) {
+        self.events += 1;
+        if let Some(w) = self
+            .lines
+            .iter_mut()
+            .find(|w| w.proc == proc && w.via == via)
+        {
+            w.times += 1;
+        } else if self.lines.len() < MAX_WAITS {
+            self.lines.push(Wait {
+                proc,
+                via: via.to_string(),
+                times: 1,
+                event: e,
+                place,
+            });
         } else {
-            String::new()
-        };
-        let e = event(rec, all);
-        let argv = e.argv.map(|a| format!(" ({a})")).unwrap_or_default();
-        let _ = writeln!(
-            out,
-            "      {via}() failed with ECHILD in pid {pid} {}{argv}{times}",
-            e.program
-        );
-        // Where the failed wait was made (the program's line that called subprocess), beside
-        // the cause it is folded under; a frame of libc alone says nothing.
-        if let Some(c) = record::culprit(rec).filter(|c| !matches!(c, Culprit::RuntimeOnly(_))) {
-            let _ = writeln!(out, "          where: {}", c.describe());
+            self.more += 1;
+            self.more_processes.insert(proc);
         }
     }
+
+    fn merge(&mut self, other: Waits) {
+        self.events += other.events;
+        for w in other.lines {
+            let full = self.lines.len() >= MAX_WAITS;
+            match self
+                .lines
+                .iter_mut()
+                .find(|x| x.proc == w.proc && x.via == w.via)
+            {
+                Some(x) => x.times += w.times,
+                None if !full => self.lines.push(w),
+                None => {
+                    self.more += w.times;
+                    self.more_processes.insert(w.proc);
+                }
+            }
+        }
+        self.more += other.more;
+        self.more_processes.merge(&other.more_processes);
+    }
+
+    fn processes(&self) -> (u64, bool) {
+        let mut all = Distinct::default();
+        all.merge(&self.more_processes);
+        for w in &self.lines {
+            all.insert(w.proc);
+        }
+        all.count()
+    }
+
+    fn via_counts(&self) -> Value {
+        let mut via = Counter::default();
+        for w in &self.lines {
+            via.add_n(w.via.clone(), w.times);
+        }
+        via.json()
+    }
+
+    fn write(&self, out: &mut String) {
+        for w in &self.lines {
+            let times = if w.times > 1 {
+                format!(", {} times", thousands(w.times))
+            } else {
+                String::new()
+            };
+            let e = &w.event;
+            let argv = e
+                .argv
+                .as_ref()
+                .map(|a| format!(" ({a})"))
+                .unwrap_or_default();
+            let _ = writeln!(
+                out,
+                "      {}() failed with ECHILD in pid {} {}{argv}{times}",
+                w.via, w.proc.1, e.program
+            );
+            if let Some(place) = &w.place {
+                let _ = writeln!(out, "          where: {place}");
+            }
+        }
+        if self.more > 0 {
+            let (n, about) = self.more_processes.count();
+            let _ = writeln!(
+                out,
+                "      ... and {} more in {}{}",
+                thousands(self.more),
+                if about { "about " } else { "" },
+                count(n, "process", "processes"),
+            );
+        }
+    }
+}
+
+/// `1,204`.
+fn thousands(n: u64) -> String {
+    let s = count(n, "", "");
+    s.trim_end().to_string()
 }
 
 /// One event for the summary.
@@ -208,54 +718,7 @@ struct Event {
     stripped: Vec<String>,
 }
 
-/// Events that say the same thing.
-struct Group {
-    first: Event,
-    count: usize,
-    pids: Vec<i64>,
-}
-
-impl Group {
-    /// Writes the group, and once per summary (`noted`) what to do about a stripped module it
-    /// names.
-    fn write(&self, out: &mut String, noted: &mut BTreeSet<String>) {
-        let e = &self.first;
-        let argv = e
-            .argv
-            .as_ref()
-            .map(|a| format!(" ({a})"))
-            .unwrap_or_default();
-        let _ = match (self.count, self.pids.len()) {
-            (1, _) => writeln!(out, "  pid {} {}{argv}: {}", e.pid, e.program, e.what),
-            (n, 1) => writeln!(
-                out,
-                "  pid {} {}{argv}, {n} times: {}",
-                e.pid, e.program, e.what
-            ),
-            (n, p) => {
-                let shown: Vec<String> = self.pids.iter().take(5).map(|p| p.to_string()).collect();
-                let more = if p > 5 { ", ..." } else { "" };
-                writeln!(
-                    out,
-                    "  {}, {n} times in {p} processes (pid {}{more}): {}",
-                    e.program,
-                    shown.join(", "),
-                    e.what
-                )
-            }
-        };
-        out.push_str(&e.detail);
-        for module in &e.stripped {
-            if noted.insert(module.clone()) {
-                for line in record::stripped_advice(module) {
-                    let _ = writeln!(out, "      {line}");
-                }
-            }
-        }
-    }
-}
-
-fn event(rec: &Value, all: &[Value]) -> Event {
+fn event(rec: &Value, parent: Option<&str>) -> Event {
     let pid = int(rec, "pid").unwrap_or(0);
     // A forked child still has its parent's command line: it is told apart by its parent.
     let argv = match int(rec, "forked_from") {
@@ -270,11 +733,7 @@ fn event(rec: &Value, all: &[Value]) -> Event {
     match s(rec, "event") {
         "inherited" => {
             let ppid = int(rec, "ppid").unwrap_or(0);
-            let parent = all
-                .iter()
-                .find(|r| int(r, "pid") == Some(ppid))
-                .map(|r| format!(" ({})", record::program(r)))
-                .unwrap_or_default();
+            let parent = parent.map(|p| format!(" ({p})")).unwrap_or_default();
             let _ = writeln!(
                 out,
                 "{signal} already ignored at start, inherited from pid {ppid}{parent} [{act}]"

@@ -126,7 +126,7 @@ def measure(sigaudit, work, env, quick, rounds, row, note, med, spread, fmt_s):
         rss = [r[2] for r in runs]
         mib = size / (1 << 20)
         row(f"{mib:,.0f} MiB: {n:,} records, {len(summary['hosts'])} hosts, "
-            f"{len(summary['culprits'])} culprits",
+            f"{len(summary['causes'])} root causes",
             fmt_s(med(cpu)), f"{mib / med(cpu):,.0f} MiB/s CPU {spread(cpu, fmt_s)}",
             f"wall {fmt_s(med(wall))}")
         row("  peak resident memory", f"{med(rss) / 1024:,.1f} MiB",
