@@ -110,10 +110,17 @@ fn journal_entries_from_two_hosts_make_one_summary() {
             && c[4].ends_with("), 2 events"),
         "{run}"
     );
+    // Each failed wait, and where it was made.
+    let wait_line = line_of("ignorer.c", "waitpid(child");
     for (i, pid) in ignorers.iter().enumerate() {
         assert_eq!(
-            c[5 + i],
+            c[5 + 2 * i],
             format!("      waitpid() failed with ECHILD in pid {pid} ignorer"),
+            "{run}"
+        );
+        assert!(
+            c[6 + 2 * i].starts_with("          where: main at ")
+                && c[6 + 2 * i].contains(&format!("/fixtures/ignorer.c:{wait_line} (ignorer+0x")),
             "{run}"
         );
     }
