@@ -1,36 +1,45 @@
-//! Links GCC's unwinder statically instead of depending on libgcc_s.so.1.
+//! Links GCC's unwinder statically, and the library without the C start files.
 //!
-//! Rust's standard library asks the linker for `-lgcc_s`. As a shared dependency, libgcc_s adds
-//! about 90 µs to every exec of every audited process (its constructor runs CPUID, which a
-//! hypervisor traps). GCC ships the same unwinder as the static archive libgcc_eh.a, so we put a
-//! folder first on the library path in which `libgcc_s.a` is that archive: the linker takes it
-//! for `-lgcc_s`, and the unwinder becomes part of our library (its symbols stay local: the
-//! cdylib exports only our hooks). Without libgcc_eh.a (a toolchain other than GCC's) the normal
-//! shared dependency is kept.
+//! The library is `#![no_std]`, so nothing asks for an unwinder but our own stack capture
+//! (`_Unwind_Backtrace`). As a shared dependency, libgcc_s.so.1 would add about 100 µs to every
+//! exec of every audited process (its constructor runs CPUID, which a hypervisor traps), so the
+//! same unwinder is linked from GCC's static archive, libgcc_eh.a: only the parts we call end up
+//! in the library, and their symbols stay local (the cdylib exports only our hooks). Without
+//! libgcc_eh.a (a toolchain other than GCC's) the shared libgcc_s is linked instead.
+//!
+//! `-nostartfiles` leaves out crti/crtbeginS/crtendS: they only register destructors and
+//! transactional-memory clones, which this library has none of, and cost four weak imports
+//! (`__cxa_finalize`, `_ITM_*`, `__gmon_start__`) that the loader looks up on every exec. Our
+//! constructor is an `.init_array` entry, which the loader runs without them.
 
 use std::path::PathBuf;
 use std::process::Command;
 
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
+    println!("cargo:rustc-cdylib-link-arg=-nostartfiles");
+    // Never unloaded: other objects' calls are bound to our hooks, and libc keeps our fork
+    // handler (see init.rs), so a dlclose() must not unmap us.
+    println!("cargo:rustc-cdylib-link-arg=-Wl,-z,nodelete");
+    // libc itself (the `libc` crate leaves that to std when its `std` feature is on, as it is in
+    // a workspace build with the command): so that the loader loads it for us and checks the
+    // versions of what we import from it.
+    println!("cargo:rustc-link-lib=dylib=c");
     let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
-    let Ok(out) = Command::new(&cc)
+    let archive = Command::new(&cc)
         .arg("-print-file-name=libgcc_eh.a")
         .output()
-    else {
-        println!("cargo:warning=cannot run {cc}; linking libgcc_s dynamically");
-        return;
-    };
-    let archive = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
-    if !archive.is_absolute() || !archive.exists() {
-        println!("cargo:warning=no libgcc_eh.a from {cc}; linking libgcc_s dynamically");
-        return;
+        .ok()
+        .map(|out| PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
+        .filter(|path| path.is_absolute() && path.exists());
+    match archive.as_deref().and_then(|a| a.parent()) {
+        Some(dir) => {
+            println!("cargo:rustc-link-search=native={}", dir.display());
+            println!("cargo:rustc-link-lib=static=gcc_eh");
+        }
+        None => {
+            println!("cargo:warning=no libgcc_eh.a from {cc}; linking libgcc_s dynamically");
+            println!("cargo:rustc-link-lib=dylib=gcc_s");
+        }
     }
-    let dir = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR"))
-        .join("static-unwinder");
-    std::fs::create_dir_all(&dir).expect("create OUT_DIR/static-unwinder");
-    let link = dir.join("libgcc_s.a");
-    let _ = std::fs::remove_file(&link);
-    std::fs::copy(&archive, &link).expect("copy libgcc_eh.a");
-    println!("cargo:rustc-link-search=native={}", dir.display());
 }

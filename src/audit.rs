@@ -1,8 +1,10 @@
 //! The path every hook takes: decide, and for a watched change capture, report and act.
 //!
-//! The fast path, for a signal that is not watched, is one atomic load, a bit test and a tail
-//! call into libc. Everything else is in cold functions: reading the current action, capturing
-//! the stacks, rendering and writing the event, and the veto.
+//! The fast path, for a signal that is not watched, is in the hooks themselves (`hooks.rs`): one
+//! atomic load, a bit test and a tail call into libc. What reaches [`intercept`] is a call about
+//! a watched signal, or any call before the configuration is published; the rest is in cold
+//! functions: reading the current action, capturing the stacks, rendering and writing the
+//! event, and the veto.
 //!
 //! Results are libc's: in `log` mode the real function runs with the caller's own arguments and
 //! its return value and `errno` are handed back untouched. In `veto` mode the real function is
@@ -18,8 +20,8 @@ use crate::report::{self, Event, Kind, Outcome};
 use crate::script::{self, Language};
 use crate::signals::{MAX_SIGNAL, SigSet};
 use crate::unwind;
+use core::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use libc::{c_int, c_long, sighandler_t};
-use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 
 /// A call that may change `signo`'s action, as one entry point expressed it.
 #[derive(Clone, Copy)]
@@ -115,7 +117,6 @@ fn before_constructor<R: Ret>(
     keep: impl FnOnce() -> R,
 ) -> R {
     snapshot_initial(SigSet(u64::MAX));
-    unwind::init();
     let cfg = config::from_process_env(&mut Problems::new());
     match policy::decide(&cfg, req.signo, req.new) {
         Decision::Pass => apply(Apply::AsAsked),
@@ -286,8 +287,10 @@ fn echild(via: &'static str) {
 // ---- how the process started -----------------------------------------------------------------
 
 /// 0: not taken; 1: being taken; 2: taken.
+#[unsafe(link_section = ".data.sigaudit_load")]
 static SNAPSHOT_STATE: AtomicU8 = AtomicU8::new(0);
 /// Signals that were `SIG_IGN` when the process started (bit n-1 for signal n).
+#[unsafe(link_section = ".data.sigaudit_load")]
 static INITIAL_IGNORED: AtomicU64 = AtomicU64::new(0);
 
 /// Records which of `signals` were ignored when the process started, once, before any hook lets
@@ -327,9 +330,9 @@ pub fn check_inherited(cfg: &Config) {
         let veto = cfg.mode == Mode::Veto
             && current(signo).is_some_and(|a| a.disposition == Disposition::Ignore);
         let (outcome, new) = if veto {
-            let mut dfl = std::mem::MaybeUninit::<libc::sigaction>::zeroed();
+            let mut dfl = core::mem::MaybeUninit::<libc::sigaction>::zeroed();
             // SAFETY: a zeroed sigaction is SIG_DFL with an empty mask and no flags.
-            let r = unsafe { real::sigaction(signo, dfl.as_mut_ptr(), std::ptr::null_mut()) };
+            let r = unsafe { real::sigaction(signo, dfl.as_mut_ptr(), core::ptr::null_mut()) };
             if r == 0 {
                 (Outcome::Vetoed, Action::new(Disposition::Default, 0))
             } else {

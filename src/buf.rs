@@ -5,7 +5,7 @@
 //! hook (decimal and hex numbers, JSON string escaping, ISO-8601 time) lives here so that the
 //! event code can be written as a plain sequence of pushes.
 
-/// Appends bytes to a fixed slice; excess bytes are counted, not written.
+/// Appends bytes to a fixed slice; excess bytes are dropped, and [`Buf::overflowed`] says so.
 pub struct Buf<'a> {
     bytes: &'a mut [u8],
     len: usize,
@@ -38,6 +38,16 @@ impl<'a> Buf<'a> {
     /// Bytes still free.
     pub fn room(&self) -> usize {
         self.bytes.len() - self.len
+    }
+
+    /// Bytes it can hold.
+    pub fn capacity(&self) -> usize {
+        self.bytes.len()
+    }
+
+    /// Drops what was written after the first `len` bytes.
+    pub fn truncate(&mut self, len: usize) {
+        self.len = self.len.min(len);
     }
 
     pub fn byte(&mut self, b: u8) -> &mut Self {
@@ -261,6 +271,14 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
+/// For `core::fmt` (the library's diagnostics): never fails; what does not fit is dropped.
+impl core::fmt::Write for Buf<'_> {
+    fn write_str(&mut self, s: &str) -> core::fmt::Result {
+        self.str(s);
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -438,7 +456,7 @@ mod properties {
                 panic!("{e}: {:?} -> {:?}", input, String::from_utf8_lossy(out))
             });
             // Valid UTF-8 comes back as it was.
-            if let Ok(s) = std::str::from_utf8(&input) {
+            if let Ok(s) = core::str::from_utf8(&input) {
                 assert_eq!(decoded, s);
             }
         }
@@ -453,7 +471,7 @@ mod properties {
             let mut b = Buf::new(&mut mem);
             b.text(&input);
             assert!(!b.overflowed());
-            let out = std::str::from_utf8(b.as_bytes()).expect("valid UTF-8");
+            let out = core::str::from_utf8(b.as_bytes()).expect("valid UTF-8");
             assert!(!out.contains('\n') && !out.contains('\x1b'), "{out:?}");
         }
     }

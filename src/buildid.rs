@@ -456,7 +456,6 @@ mod tests {
 
     #[test]
     fn reads_loaded_modules_as_readelf_does() {
-        crate::unwind::init();
         let mut checked = 0;
         // SAFETY: a NUL-terminated name.
         let getpid = unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"getpid".as_ptr()) } as usize;
@@ -465,10 +464,7 @@ mod tests {
             getpid,
             reads_loaded_modules_as_readelf_does as *const () as usize,
         ] {
-            let Some(loc) = crate::unwind::locate(ip + 1) else {
-                eprintln!("note: no _dl_find_object here: skipped");
-                return;
-            };
+            let loc = crate::unwind::locate(ip + 1).expect("the module of a loaded function");
             let path = match std::str::from_utf8(loc.module).unwrap() {
                 "" => exe.to_str().unwrap(),
                 p => p,

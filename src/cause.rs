@@ -8,7 +8,7 @@
 //! so nothing ever waits.
 
 use crate::report::CAUSE_CAP;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering, fence};
+use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering, fence};
 
 const WORDS: usize = CAUSE_CAP / 8;
 
@@ -49,7 +49,7 @@ pub fn read(out: &mut [u8; CAUSE_CAP]) -> Option<usize> {
             return None;
         }
         if before & 1 == 1 {
-            std::hint::spin_loop();
+            core::hint::spin_loop();
             continue;
         }
         let len = LEN.load(Ordering::Relaxed).min(CAUSE_CAP);

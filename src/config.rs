@@ -11,9 +11,10 @@
 //! output goes to stderr and the mode is `log`.
 
 use crate::signals::{self, SigSet};
+use core::cell::UnsafeCell;
+use core::mem::MaybeUninit;
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use libc::c_int;
-use std::cell::UnsafeCell;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 /// What to do about an `ignore` event.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -95,6 +96,8 @@ pub struct Config {
     output_len: usize,
     /// The process runs in secure-execution mode.
     pub secure: bool,
+    /// The level of the library's own diagnostics.
+    pub log: log::LevelFilter,
 }
 
 /// The variables, in one place: name, default, meaning. The README's table follows this list.
@@ -178,6 +181,7 @@ impl Config {
             output_path: [0; PATH_CAP],
             output_len: 0,
             secure: false,
+            log: log::LevelFilter::Warn,
         }
     }
 
@@ -280,6 +284,31 @@ impl Config {
 
         if let Some(v) = lookup(WATCH) {
             c.parse_watch(v, problems);
+        }
+
+        if let Some(v) = lookup(LOG) {
+            // A level: env_logger's richer filter syntax is not needed for one crate, and a typo
+            // in it would be taken silently as a module name.
+            let level = match_word(
+                v,
+                &[
+                    ("off", log::LevelFilter::Off),
+                    ("error", log::LevelFilter::Error),
+                    ("warn", log::LevelFilter::Warn),
+                    ("info", log::LevelFilter::Info),
+                    ("debug", log::LevelFilter::Debug),
+                    ("trace", log::LevelFilter::Trace),
+                ],
+            );
+            match level {
+                Some(l) => c.log = l,
+                None => problems.push(
+                    LOG,
+                    v,
+                    "is not off, error, warn, info, debug or trace",
+                    "warn",
+                ),
+            }
         }
         c
     }
@@ -423,18 +452,43 @@ impl Config {
 
 /// The configuration the constructor loaded. Written once, before `READY` is set with release
 /// ordering; read only after `READY` is seen with acquire ordering; never written again.
-struct Loaded(UnsafeCell<Config>);
+struct Loaded(UnsafeCell<MaybeUninit<Config>>);
 // SAFETY: see above: a single write that happens-before every read.
 unsafe impl Sync for Loaded {}
-static LOADED: Loaded = Loaded(UnsafeCell::new(Config::default_config()));
+// Uninitialised, so it takes no page of the library's data until written (it is in .bss).
+#[unsafe(link_section = ".data.sigaudit_load")]
+static LOADED: Loaded = Loaded(UnsafeCell::new(MaybeUninit::uninit()));
+#[unsafe(link_section = ".data.sigaudit_load")]
 static READY: AtomicBool = AtomicBool::new(false);
+
+/// The signals whose calls a hook must look at, as bit `signo % 64` (so signal 64 is bit 0, and
+/// shares it with the invalid 0, 128, ...: those take the slow path too when 64 is watched, and
+/// pass there). Every signal until the configuration is published; then the watched ones.
+static LOOK_AT: AtomicU64 = AtomicU64::new(u64::MAX);
+
+/// Whether a call about `signo` can go straight to libc: one load and a bit test, the whole
+/// of the unwatched path's decision. Before the constructor has run, never.
+#[inline(always)]
+pub fn unwatched(signo: c_int) -> bool {
+    passes(LOOK_AT.load(Ordering::Relaxed), signo)
+}
+
+#[inline(always)]
+fn passes(look_at: u64, signo: c_int) -> bool {
+    (look_at >> (signo as u32 & 63)) & 1 == 0
+}
+
+/// [`LOOK_AT`] for a watch list: bit n-1 for signal n becomes bit n % 64.
+fn look_at(watch: SigSet) -> u64 {
+    watch.0.rotate_left(1)
+}
 
 /// The loaded configuration, or `None` before the constructor has run.
 #[inline(always)]
 pub fn loaded() -> Option<&'static Config> {
     if READY.load(Ordering::Acquire) {
         // SAFETY: READY is set only after the one write (see `Loaded`).
-        Some(unsafe { &*LOADED.0.get() })
+        Some(unsafe { (*LOADED.0.get()).assume_init_ref() })
     } else {
         None
     }
@@ -445,9 +499,11 @@ pub fn install(config: Config) {
     if READY.load(Ordering::Acquire) {
         return;
     }
+    let watch = config.watch;
     // SAFETY: the constructor runs once, and no reader looks before READY is set.
-    unsafe { *LOADED.0.get() = config };
+    unsafe { (*LOADED.0.get()).write(config) };
     READY.store(true, Ordering::Release);
+    LOOK_AT.store(look_at(watch), Ordering::Release);
 }
 
 /// Whether this process runs in secure-execution mode (setuid, setgid, capabilities).
@@ -456,23 +512,54 @@ pub fn secure_execution() -> bool {
     unsafe { libc::getauxval(libc::AT_SECURE) != 0 }
 }
 
-/// Reads our variables from the process environment with `getenv` (no allocation).
+/// Reads our variables from the process environment, in one pass over it (no allocation).
 pub fn from_process_env(problems: &mut Problems) -> Config {
-    Config::parse(getenv_bytes, secure_execution(), problems)
+    let vars = process_vars();
+    let lookup = |name: &str| {
+        let i = NAMES.iter().position(|n| *n == name)?;
+        vars.get(i).copied().flatten()
+    };
+    Config::parse(lookup, secure_execution(), problems)
 }
 
-/// `getenv` for a name without its NUL.
-pub fn getenv_bytes(name: &str) -> Option<&'static [u8]> {
-    let mut cname = [0u8; 32];
-    cname
-        .get_mut(..name.len())?
-        .copy_from_slice(name.as_bytes());
-    // SAFETY: cname is NUL-terminated (names are shorter than the buffer); getenv returns NULL
-    // or a NUL-terminated string in the environment, which we only read.
-    unsafe {
-        let v = libc::getenv(cname.as_ptr() as *const libc::c_char);
-        (!v.is_null()).then(|| crate::objects::cstr(v, 1 << 20))
+/// Every variable, in [`process_vars`]'s order.
+const NAMES: [&str; 5] = [MODE, WATCH, OUTPUT, FORMAT, LOG];
+
+/// The values of [`NAMES`] in the environment (the first of each, as `getenv` finds it).
+fn process_vars() -> [Option<&'static [u8]>; NAMES.len()] {
+    unsafe extern "C" {
+        static environ: *const *const libc::c_char;
     }
+    let mut found = [None; NAMES.len()];
+    const PREFIX: &[u8] = b"SIGAUDIT_";
+    // SAFETY: `environ` is libc's; read once, as getenv does.
+    let mut p = unsafe { environ };
+    if p.is_null() {
+        return found;
+    }
+    for _ in 0..1 << 20 {
+        // SAFETY: `environ` is a NULL-terminated array of NUL-terminated strings.
+        let e = unsafe { *p } as *const u8;
+        if e.is_null() {
+            break;
+        }
+        // SAFETY: as above; each entry is read no further than its NUL (a mismatch stops the
+        // comparison before it).
+        unsafe {
+            p = p.add(1);
+            if (0..PREFIX.len()).all(|i| *e.add(i) == PREFIX[i]) {
+                let entry = crate::objects::cstr(e as *const libc::c_char, 1 << 20);
+                let Some(eq) = entry.iter().position(|&b| b == b'=') else {
+                    continue;
+                };
+                let (name, value) = (&entry[..eq], &entry[eq + 1..]);
+                if let Some(i) = NAMES.iter().position(|n| n.as_bytes() == name) {
+                    found[i].get_or_insert(value);
+                }
+            }
+        }
+    }
+    found
 }
 
 /// Case-insensitive match of a whole word, surrounding blanks ignored.
@@ -654,6 +741,50 @@ mod tests {
     }
 
     #[test]
+    fn log_levels() {
+        let (c, said) = parse(&[(LOG, b" Debug ")], false);
+        assert!(said.is_empty());
+        assert_eq!(c.log, log::LevelFilter::Debug);
+        let (c, said) = parse(&[(LOG, b"loud")], false);
+        assert_eq!(c.log, log::LevelFilter::Warn);
+        assert_eq!(
+            said,
+            vec!["SIGAUDIT_LOG=loud is not off, error, warn, info, debug or trace; using warn"]
+        );
+    }
+
+    #[test]
+    fn reads_the_process_environment_in_one_pass() {
+        // The test process's own environment, as getenv sees it (nothing set by the harness).
+        let vars = process_vars();
+        for (name, value) in NAMES.iter().zip(vars) {
+            let env = std::env::var_os(name).map(|v| v.into_encoded_bytes());
+            assert_eq!(value.map(<[u8]>::to_vec), env, "{name}");
+        }
+    }
+
+    #[test]
+    fn only_watched_signals_take_the_slow_path() {
+        let (c, _) = parse(&[(WATCH, b"CHLD,RTMAX")], false);
+        let mask = look_at(c.watch);
+        for signo in -70..140i32 {
+            // A valid signal is looked at exactly when watched; an invalid number when it
+            // shares a watched signal's bit (and libc refuses it after the slow path passes it).
+            let owner = match signo.rem_euclid(64) {
+                0 => 64,
+                r => r,
+            };
+            assert_eq!(!passes(mask, signo), c.watch.contains(owner), "{signo}");
+            if (1..=64).contains(&signo) {
+                assert_eq!(!passes(mask, signo), c.watch.contains(signo), "{signo}");
+            }
+        }
+        assert!(!passes(mask, libc::SIGCHLD) && !passes(mask, 64) && passes(mask, libc::SIGUSR1));
+        // Before the configuration is published, every call is looked at.
+        assert!((-70..140i32).all(|signo| !passes(u64::MAX, signo)));
+    }
+
+    #[test]
     fn an_empty_watch_list_falls_back_to_chld() {
         let (c, said) = parse(&[(WATCH, b" , ")], false);
         assert_eq!(c.watch.iter().collect::<Vec<_>>(), vec![libc::SIGCHLD]);
@@ -694,7 +825,7 @@ mod tests {
             b"abort", b"json", b"text", b"stderr", b"/", b"%p", b"%%", b"\x00", b"\xff",
             b"journal", b"syslog:", b"rfc5424",
         ];
-        let names = [MODE, WATCH, OUTPUT, FORMAT, LOG];
+        let names = NAMES;
         let mut rng = Rng::new(0x5eed_0201);
         for _ in 0..20_000 {
             let values: Vec<Option<Vec<u8>>> = names

@@ -1,6 +1,6 @@
 //! `errno` preservation and the process identity checks the hooks rely on.
 
-use std::sync::atomic::{AtomicI32, Ordering};
+use core::sync::atomic::{AtomicI32, Ordering};
 
 #[inline(always)]
 pub fn errno() -> i32 {
@@ -40,11 +40,11 @@ impl Drop for ErrnoGuard {
 /// by our `pthread_atfork` child handler. A `vfork()` or `clone(CLONE_VM)` child runs no atfork
 /// handler, so there `getpid()` differs from it: that is how we tell a child that shares its
 /// parent's memory (see [`in_shared_memory_child`]).
+#[unsafe(link_section = ".data.sigaudit_load")]
 static OWNER_PID: AtomicI32 = AtomicI32::new(0);
 
 pub fn set_owner_pid() {
-    // SAFETY: getpid has no preconditions.
-    OWNER_PID.store(unsafe { libc::getpid() }, Ordering::Relaxed);
+    OWNER_PID.store(crate::sys::getpid(), Ordering::Relaxed);
 }
 
 /// True in a child that shares our memory with its parent (vfork, posix_spawn, clone(CLONE_VM)),
@@ -52,8 +52,7 @@ pub fn set_owner_pid() {
 /// must not change our process-wide state: it is its parent's.
 pub fn in_shared_memory_child() -> bool {
     let owner = OWNER_PID.load(Ordering::Relaxed);
-    // SAFETY: getpid has no preconditions (glibc ≥ 2.25 does not cache it).
-    owner != 0 && owner != unsafe { libc::getpid() }
+    owner != 0 && owner != crate::sys::getpid()
 }
 
 /// The `pthread_atfork` child handler: this process now owns its copy of our memory.

@@ -1,5 +1,11 @@
-//! Every exported symbol. Each hook states what the call asks for and hands the real call to
-//! [`audit::intercept`], which decides; nothing else happens here.
+//! Every exported symbol. Each hook is two paths:
+//!
+//! - the unwatched path, for a signal that is not watched once the configuration is published:
+//!   one load and a bit test ([`config::unwatched`]), then a tail call into libc with the
+//!   caller's own arguments (a jump: the hook leaves no frame, and libc returns straight to the
+//!   caller). About ten instructions; nothing is read from the caller's arguments.
+//! - everything else, in a cold function of its own, out of line: it states what the call asks
+//!   for and hands the real call to [`audit::intercept`], which decides.
 //!
 //! glibc's own `signal()` family calls its internal `__sigaction`, not the exported `sigaction`,
 //! so each public entry point is interposed under its own name. Signatures are checked at
@@ -7,13 +13,14 @@
 //! declares the function.
 
 use crate::audit::{self, Apply, Request};
-use crate::guard::{self, ErrnoGuard};
+use crate::config;
 use crate::policy::{Action, Disposition};
 use crate::real::{self, KERNEL_SIGSET_SIZE, KernelSigaction, SigVec, types};
+use crate::sys;
+use core::ptr;
 use libc::{
     c_int, c_long, id_t, idtype_t, pid_t, rusage, sigaction as Sigaction, sighandler_t, siginfo_t,
 };
-use std::ptr;
 
 // The table's prototypes agree with the libc crate's declarations.
 const _: types::signal = libc::signal;
@@ -33,9 +40,18 @@ macro_rules! signal_family {
         const _: types::$name = $name;
         #[unsafe(no_mangle)]
         pub unsafe extern "C" fn $name(signo: c_int, handler: sighandler_t) -> sighandler_t {
-            let req = Request::handler(stringify!($name), signo, handler, $flags);
-            // SAFETY: the caller's arguments go to the real function unchanged.
-            audit::intercept(req, |_| unsafe { real::$name(signo, handler) }, || current_handler(signo))
+            #[cold]
+            #[inline(never)]
+            fn looked_at(signo: c_int, handler: sighandler_t) -> sighandler_t {
+                let req = Request::handler(stringify!($name), signo, handler, $flags);
+                // SAFETY: the caller's arguments go to the real function unchanged.
+                audit::intercept(req, |_| unsafe { real::$name(signo, handler) }, || current_handler(signo))
+            }
+            if config::unwatched(signo) {
+                // SAFETY: the caller's arguments go to the real function unchanged.
+                return unsafe { real::$name(signo, handler) };
+            }
+            looked_at(signo, handler)
         }
     )*};
 }
@@ -53,15 +69,27 @@ macro_rules! sigaction_family {
         const _: types::$name = $name;
         #[unsafe(no_mangle)]
         pub unsafe extern "C" fn $name(signo: c_int, act: *const Sigaction, old: *mut Sigaction) -> c_int {
-            // SAFETY: `act` is the caller's, which libc reads the same way.
-            let req = unsafe { Request::sigaction(stringify!($name), signo, act) };
-            audit::intercept(
-                req,
-                // SAFETY: the caller's arguments, or a copy of `act` with other flags.
-                |how| unsafe { with_action(act, how, |act| real::$name(signo, act, old)) },
-                // SAFETY: a read of the current action into the caller's `old`.
-                || unsafe { real::$name(signo, ptr::null(), old) },
-            )
+            /// # Safety
+            /// The caller's pointers, as libc takes them.
+            #[cold]
+            #[inline(never)]
+            unsafe fn looked_at(signo: c_int, act: *const Sigaction, old: *mut Sigaction) -> c_int {
+                // SAFETY: `act` is the caller's, which libc reads the same way.
+                let req = unsafe { Request::sigaction(stringify!($name), signo, act) };
+                audit::intercept(
+                    req,
+                    // SAFETY: the caller's arguments, or a copy of `act` with other flags.
+                    |how| unsafe { with_action(act, how, |act| real::$name(signo, act, old)) },
+                    // SAFETY: a read of the current action into the caller's `old`.
+                    || unsafe { real::$name(signo, ptr::null(), old) },
+                )
+            }
+            if config::unwatched(signo) {
+                // SAFETY: the caller's arguments go to the real function unchanged.
+                return unsafe { real::$name(signo, act, old) };
+            }
+            // SAFETY: the caller's arguments.
+            unsafe { looked_at(signo, act, old) }
         }
     )*};
 }
@@ -74,45 +102,84 @@ sigaction_family! {
 const _: types::sigset = sigset;
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn sigset(signo: c_int, disp: sighandler_t) -> sighandler_t {
-    let req = Request::handler("sigset", signo, disp, 0);
-    // SAFETY: the caller's arguments go to the real function unchanged.
-    audit::intercept(
-        req,
-        |_| unsafe { real::sigset(signo, disp) },
-        || sigset_vetoed(signo),
-    )
+    #[cold]
+    #[inline(never)]
+    fn looked_at(signo: c_int, disp: sighandler_t) -> sighandler_t {
+        let req = Request::handler("sigset", signo, disp, 0);
+        // SAFETY: the caller's arguments go to the real function unchanged.
+        audit::intercept(
+            req,
+            |_| unsafe { real::sigset(signo, disp) },
+            || sigset_vetoed(signo),
+        )
+    }
+    if config::unwatched(signo) {
+        // SAFETY: the caller's arguments go to the real function unchanged.
+        return unsafe { real::sigset(signo, disp) };
+    }
+    looked_at(signo, disp)
 }
 
 const _: types::sigignore = sigignore;
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn sigignore(signo: c_int) -> c_int {
-    let req = Request::handler("sigignore", signo, libc::SIG_IGN, 0);
-    // SAFETY: the caller's argument goes to the real function unchanged.
-    audit::intercept(req, |_| unsafe { real::sigignore(signo) }, || 0)
+    #[cold]
+    #[inline(never)]
+    fn looked_at(signo: c_int) -> c_int {
+        let req = Request::handler("sigignore", signo, libc::SIG_IGN, 0);
+        // SAFETY: the caller's argument goes to the real function unchanged.
+        audit::intercept(req, |_| unsafe { real::sigignore(signo) }, || 0)
+    }
+    if config::unwatched(signo) {
+        // SAFETY: the caller's argument goes to the real function unchanged.
+        return unsafe { real::sigignore(signo) };
+    }
+    looked_at(signo)
 }
 
 const _: types::siginterrupt = siginterrupt;
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn siginterrupt(signo: c_int, flag: c_int) -> c_int {
-    // It re-installs the current handler with SA_RESTART changed: never an ignore, so never
-    // vetoed, and `keep` is unused.
-    let req = Request::other("siginterrupt", signo);
-    // SAFETY: the caller's arguments go to the real function unchanged.
-    audit::intercept(req, |_| unsafe { real::siginterrupt(signo, flag) }, || 0)
+    #[cold]
+    #[inline(never)]
+    fn looked_at(signo: c_int, flag: c_int) -> c_int {
+        // It re-installs the current handler with SA_RESTART changed: never an ignore, so
+        // never vetoed, and `keep` is unused.
+        let req = Request::other("siginterrupt", signo);
+        // SAFETY: the caller's arguments go to the real function unchanged.
+        audit::intercept(req, |_| unsafe { real::siginterrupt(signo, flag) }, || 0)
+    }
+    if config::unwatched(signo) {
+        // SAFETY: the caller's arguments go to the real function unchanged.
+        return unsafe { real::siginterrupt(signo, flag) };
+    }
+    looked_at(signo, flag)
 }
 
 const _: types::sigvec = sigvec;
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn sigvec(signo: c_int, vec: *const SigVec, old: *mut SigVec) -> c_int {
-    // SAFETY: `vec` is the caller's, which libc reads the same way.
-    let req = unsafe { request_from_sigvec(signo, vec) };
-    audit::intercept(
-        req,
+    /// # Safety
+    /// The caller's pointers, as libc takes them.
+    #[cold]
+    #[inline(never)]
+    unsafe fn looked_at(signo: c_int, vec: *const SigVec, old: *mut SigVec) -> c_int {
+        // SAFETY: `vec` is the caller's, which libc reads the same way.
+        let req = unsafe { request_from_sigvec(signo, vec) };
+        audit::intercept(
+            req,
+            // SAFETY: the caller's arguments go to the real function unchanged.
+            |_| unsafe { real::sigvec(signo, vec, old) },
+            // SAFETY: a read of the current action into the caller's `old`.
+            || unsafe { real::sigvec(signo, ptr::null(), old) },
+        )
+    }
+    if config::unwatched(signo) {
         // SAFETY: the caller's arguments go to the real function unchanged.
-        |_| unsafe { real::sigvec(signo, vec, old) },
-        // SAFETY: a read of the current action into the caller's `old`.
-        || unsafe { real::sigvec(signo, ptr::null(), old) },
-    )
+        return unsafe { real::sigvec(signo, vec, old) };
+    }
+    // SAFETY: the caller's arguments.
+    unsafe { looked_at(signo, vec, old) }
 }
 
 const _: types::syscall = syscall;
@@ -129,29 +196,41 @@ pub unsafe extern "C" fn syscall(
     a5: c_long,
     a6: c_long,
 ) -> c_long {
-    let unwatched = || crate::config::loaded().is_some_and(|c| !c.watches(a1 as c_int));
-    if n != libc::SYS_rt_sigaction || a4 != KERNEL_SIGSET_SIZE || unwatched() {
+    /// # Safety
+    /// The caller's arguments, as the kernel takes them.
+    #[cold]
+    #[inline(never)]
+    unsafe fn looked_at(n: c_long, [a1, a2, a3, a4, a5, a6]: [c_long; 6]) -> c_long {
+        let act = a2 as *const KernelSigaction;
+        // A size the kernel refuses (EINVAL), or an action it cannot read (EFAULT), is its to
+        // refuse; reading such an action here would crash.
+        let new = match a4 {
+            KERNEL_SIGSET_SIZE => read_kernel_action(act),
+            _ => None,
+        };
+        let Some(new) = new else {
+            // SAFETY: forwarded untouched.
+            return unsafe { real::syscall(n, a1, a2, a3, a4, a5, a6) };
+        };
+        let req = request_from_kernel(a1 as c_int, new);
+        audit::intercept(
+            req,
+            // SAFETY: the caller's arguments, or a copy of `act` with other flags.
+            |how| unsafe {
+                with_kernel_action(act, how, |act| {
+                    real::syscall(n, a1, act as c_long, a3, a4, a5, a6)
+                })
+            },
+            // SAFETY: a read of the current action into the caller's `old`.
+            || unsafe { real::syscall(n, a1, 0, a3, a4, a5, a6) },
+        )
+    }
+    if n != libc::SYS_rt_sigaction || config::unwatched(a1 as c_int) {
         // SAFETY: forwarded untouched.
         return unsafe { real::syscall(n, a1, a2, a3, a4, a5, a6) };
     }
-    let act = a2 as *const KernelSigaction;
-    // An action the kernel cannot read is its to refuse (EFAULT); reading it here would crash.
-    let Some(new) = read_kernel_action(act) else {
-        // SAFETY: forwarded untouched.
-        return unsafe { real::syscall(n, a1, a2, a3, a4, a5, a6) };
-    };
-    let req = request_from_kernel(a1 as c_int, new);
-    audit::intercept(
-        req,
-        // SAFETY: the caller's arguments, or a copy of `act` with other flags.
-        |how| unsafe {
-            with_kernel_action(act, how, |act| {
-                real::syscall(n, a1, act as c_long, a3, a4, a5, a6)
-            })
-        },
-        // SAFETY: a read of the current action into the caller's `old`.
-        || unsafe { real::syscall(n, a1, 0, a3, a4, a5, a6) },
-    )
+    // SAFETY: the caller's arguments.
+    unsafe { looked_at(n, [a1, a2, a3, a4, a5, a6]) }
 }
 
 macro_rules! wait_family {
@@ -234,26 +313,15 @@ fn read_kernel_action(act: *const KernelSigaction) -> Option<Option<KernelSigact
     if act.is_null() {
         return Some(None);
     }
-    let _errno = ErrnoGuard::new();
-    let mut copy = std::mem::MaybeUninit::<KernelSigaction>::zeroed();
-    let size = std::mem::size_of::<KernelSigaction>();
-    let local = libc::iovec {
-        iov_base: copy.as_mut_ptr() as *mut libc::c_void,
-        iov_len: size,
-    };
-    let remote = libc::iovec {
-        iov_base: act as *mut libc::c_void,
-        iov_len: size,
-    };
-    // SAFETY: `local` is our own writable copy; the kernel checks `remote` and fails with
-    // EFAULT instead of faulting. getpid has no preconditions.
-    let n = unsafe { libc::process_vm_readv(libc::getpid(), &local, 1, &remote, 1, 0) };
+    let mut copy = core::mem::MaybeUninit::<KernelSigaction>::zeroed();
+    let size = core::mem::size_of::<KernelSigaction>();
+    // SAFETY: `copy` is our own, writable for `size` bytes.
+    let n = unsafe { sys::read_own_memory(act.cast(), copy.as_mut_ptr().cast(), size) };
     match n {
         // SAFETY: all of it was filled by the kernel (and it was zeroed before).
-        n if n == size as isize => Some(Some(unsafe { copy.assume_init() })),
+        Ok(n) if n == size => Some(Some(unsafe { copy.assume_init() })),
         // Partly readable, or not at all.
-        n if n >= 0 => None,
-        _ if guard::errno() == libc::EFAULT => None,
+        Ok(_) | Err(libc::EFAULT) => None,
         // SAFETY: the kernel would read the same memory; a program that passes a bad pointer
         // here gets the crash glibc's own wrappers would give it.
         _ => Some(Some(unsafe { *act })),
@@ -291,19 +359,35 @@ unsafe fn request_from_sigvec(signo: c_int, vec: *const SigVec) -> Request {
 /// What glibc's `sigset` does after installing a disposition, without installing it: unblock the
 /// signal, and return `SIG_HOLD` if it was blocked, else the current handler.
 fn sigset_vetoed(signo: c_int) -> sighandler_t {
-    // SAFETY: plain sigset_t manipulation on locals, and a mask change that glibc's sigset would
-    // make too.
-    unsafe {
-        let mut set = std::mem::zeroed::<libc::sigset_t>();
-        let mut was = std::mem::zeroed::<libc::sigset_t>();
-        libc::sigemptyset(&mut set);
-        libc::sigaddset(&mut set, signo);
-        if libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, &mut was) != 0 {
-            return libc::SIG_ERR;
-        }
-        if libc::sigismember(&was, signo) == 1 {
-            return crate::policy::SIG_HOLD;
-        }
+    let Some(set) = sigset_of(signo) else {
+        return libc::SIG_ERR;
+    };
+    // A mask change that glibc's sigset would make too.
+    let Ok(was) = sys::unblock(&set) else {
+        return libc::SIG_ERR;
+    };
+    if sigset_of(signo).is_some_and(|set| words(&was)[0] & words(&set)[0] != 0) {
+        return crate::policy::SIG_HOLD;
     }
     current_handler(signo)
 }
+
+/// A `sigset_t` holding `signo` alone (1 to 64), made as glibc's `sigaddset` would: signal n is
+/// bit n-1 of the first word.
+fn sigset_of(signo: c_int) -> Option<libc::sigset_t> {
+    if !(1..=64).contains(&signo) {
+        return None;
+    }
+    let mut bits = [0u64; SIGSET_WORDS];
+    bits[0] = 1 << (signo - 1);
+    // SAFETY: glibc's sigset_t is an array of this many unsigned longs (the sizes are checked
+    // by transmute itself).
+    Some(unsafe { core::mem::transmute::<[u64; SIGSET_WORDS], libc::sigset_t>(bits) })
+}
+
+fn words(set: &libc::sigset_t) -> [u64; SIGSET_WORDS] {
+    // SAFETY: as in `sigset_of`.
+    unsafe { core::mem::transmute::<libc::sigset_t, [u64; SIGSET_WORDS]>(*set) }
+}
+
+const SIGSET_WORDS: usize = core::mem::size_of::<libc::sigset_t>() / 8;

@@ -5,11 +5,12 @@ use crate::audit;
 use crate::config::{self, Config, Problems};
 use crate::diag;
 use crate::guard;
+use crate::objects;
 use crate::perl;
 use crate::real::{self, Need};
 use crate::report;
 use crate::shell;
-use crate::unwind;
+use libc::{c_int, c_void};
 
 /// Runs when the dynamic loader initialises this library: after the libraries it depends on,
 /// possibly after other preloaded or linked libraries whose constructors already called hooks
@@ -24,26 +25,49 @@ extern "C" fn constructor() {
     report::note_stderr();
     let mut problems = Problems::new();
     let mut cfg = config::from_process_env(&mut problems);
-    anchor_relative_output(&mut cfg);
-    real::resolve_all(|entry, why| {
-        debug_assert_eq!(entry.need, Need::Required);
-        diag::error(format_args!(
-            "libc has no {} ({why}); calls to it will fail with ENOSYS",
-            entry.name
-        ));
-    });
     // Diagnostics first, so that what the set-up below logs (with SIGAUDIT_LOG) is shown.
-    diag::problems(&problems);
+    diag::start(&cfg);
+    anchor_relative_output(&mut cfg);
+    let level = cfg.log;
+    real::resolve_all(|entry| {
+        debug_assert_eq!(entry.need, Need::Required);
+        diag::install(level);
+        log::error!(
+            "libc has no {}; calls to it will fail with ENOSYS",
+            entry.name
+        );
+    });
+    diag::problems(&problems, &cfg);
     diag::loaded(&cfg);
-    unwind::init();
-    perl::init();
-    shell::init();
-    // SAFETY: registers a plain function; only the child handler is needed.
-    unsafe { libc::pthread_atfork(None, None, Some(guard::after_fork_in_child)) };
+    objects::shared_lookups(|| {
+        perl::init();
+        shell::init();
+    });
+    // SAFETY: registers a plain function; only the child handler is needed. The handle says
+    // which object the handler belongs to (for dlclose, which never unloads a preloaded one).
+    unsafe {
+        __register_atfork(
+            None,
+            None,
+            Some(guard::after_fork_in_child),
+            objects::own_code().0 as *const c_void,
+        )
+    };
     config::install(cfg);
     if let Some(cfg) = config::loaded() {
         audit::check_inherited(cfg);
     }
+}
+
+unsafe extern "C" {
+    /// What `pthread_atfork` calls (it is a static wrapper in libc_nonshared.a that passes the
+    /// `__dso_handle` of the C start files, which this library is linked without).
+    fn __register_atfork(
+        prepare: Option<extern "C" fn()>,
+        parent: Option<extern "C" fn()>,
+        child: Option<extern "C" fn()>,
+        dso_handle: *const c_void,
+    ) -> c_int;
 }
 
 /// Makes a relative `SIGAUDIT_OUTPUT` path (a file's or a socket's) absolute against the working
@@ -58,13 +82,9 @@ fn anchor_relative_output(cfg: &mut Config) {
     if path.is_empty() || path.starts_with(b"/") {
         return;
     }
+    // A longer path could not be anchored anyway.
     let mut cwd = [0u8; config::PATH_CAP];
-    // SAFETY: `cwd` is writable for its whole length; getcwd NUL-terminates what it writes, or
-    // fails (a longer path could not be anchored anyway).
-    let p = unsafe { libc::getcwd(cwd.as_mut_ptr() as *mut libc::c_char, cwd.len()) };
-    if p.is_null() {
-        return;
+    if let Some(dir) = crate::sys::getcwd(&mut cwd) {
+        cfg.anchor_output(dir);
     }
-    let len = cwd.iter().position(|&b| b == 0).unwrap_or(0);
-    cfg.anchor_output(cwd.get(..len).unwrap_or(&[]));
 }

@@ -6,10 +6,12 @@
 //!
 //! The library exports every public glibc function that can change a signal's disposition
 //! (`hooks.rs`): the dynamic loader binds the program's calls to ours, and ours call the real
-//! ones, found with `dlsym(RTLD_NEXT)` (`real.rs`). Each hook describes the request and hands it
-//! to `audit::intercept`, which asks `policy::decide` what it is. An unwatched change passes
-//! straight through. A watched one is reported (`report/`) with its stacks (`unwind.rs`,
-//! `python/`) and then let through, refused or turned into an `abort()`, per `SIGAUDIT_MODE`.
+//! ones (`real.rs`), found as `dlsym(RTLD_NEXT)` would find them but by reading the loader's
+//! hash tables (`objects.rs`). An unwatched change passes straight through: one bit test and a
+//! jump into libc. Anything else goes to a cold path that describes the request and hands it
+//! to `audit::intercept`, which asks `policy::decide` what it is. A watched one is reported
+//! (`report/`) with its stacks (`unwind.rs`, `python/`) and then let through, refused or turned
+//! into an `abort()`, per `SIGAUDIT_MODE`.
 //! The configuration is read once by the constructor (`init.rs`, `config.rs`).
 //!
 //! # Safety model
@@ -25,9 +27,18 @@
 //! restored around everything we do, and the real call's return value, `errno` and old action
 //! reach the caller untouched.
 //!
-//! Allocation, locks and logging are confined to the constructor, which runs in an ordinary
-//! context before `main`.
+//! The library is `#![no_std]` and allocates nothing anywhere. Locks are confined to the
+//! constructor, which runs in an ordinary context before `main` (`__register_atfork`, and
+//! `dlsym` where the hash tables cannot answer); its own system calls are made directly
+//! (`sys.rs`), and the C library's memory functions are its own (`mem.rs`), both so that the
+//! loader has little to bind on every exec (see "Cost" in the README). The statics the
+//! constructor writes are placed in `.data.sigaudit_load`, beside the data the loader already
+//! writes when it relocates the library, rather than in `.bss`: every page of memory first
+//! written at load is a page fault on every exec (about 2 µs each here), and nothing in `.bss`
+//! is written before the first event.
 
+// The library is `core` and `libc` only (see "Cost" in the README); unit tests use std.
+#![cfg_attr(not(test), no_std)]
 #![deny(unsafe_op_in_unsafe_fn)]
 #![cfg_attr(
     not(test),
@@ -46,6 +57,7 @@ mod diag;
 mod guard;
 #[cfg(test)]
 mod layout_check;
+mod mem;
 mod objects;
 mod peek;
 mod perl;
@@ -57,9 +69,18 @@ mod script;
 mod shell;
 mod signals;
 mod symbols;
+mod sys;
 mod unwind;
 
 #[cfg(not(test))]
 mod hooks;
 #[cfg(not(test))]
 mod init;
+
+/// A panic cannot happen on purpose (nothing unwraps), and must not unwind into the host.
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_: &core::panic::PanicInfo) -> ! {
+    // SAFETY: abort has no preconditions.
+    unsafe { libc::abort() }
+}

@@ -86,13 +86,19 @@ enum State {
     Bash,
     /// A shell whose state we cannot read (dash, an older bash, ...).
     Opaque,
+    /// Not bash: a shell or not by the executable's name, which the first event looks at
+    /// (reading `/proc/self/exe` at load cost every exec about 14 µs).
+    ByName,
 }
 
+#[unsafe(link_section = ".data.sigaudit_load")]
 static STATE: AtomicU8 = AtomicU8::new(State::Absent as u8);
 static LINE_NUMBER: AtomicUsize = AtomicUsize::new(0);
 static GLOBAL_VARIABLES: AtomicUsize = AtomicUsize::new(0);
 /// The shell's name (`dash`, `bash 5.1.16`), for the reason given when there are no frames.
+#[unsafe(link_section = ".data.sigaudit_load")]
 static NAME: [AtomicU8; 32] = [const { AtomicU8::new(0) }; 32];
+#[unsafe(link_section = ".data.sigaudit_load")]
 static NAME_LEN: AtomicUsize = AtomicUsize::new(0);
 
 /// Buckets and entries looked at per lookup, array elements per array, at most.
@@ -107,55 +113,46 @@ const OPAQUE_SHELLS: &[&[u8]] = &[
     b"bash",
 ];
 
-/// Finds out whether this process is a shell, and which. Constructor only.
+/// Finds out whether this process is bash, and which. Constructor only.
 pub fn init() {
-    let mut exe = [0u8; 256];
-    // SAFETY: the path is NUL-terminated; `exe` is writable for its length.
-    let n = unsafe {
-        libc::readlink(
-            c"/proc/self/exe".as_ptr(),
-            exe.as_mut_ptr() as *mut libc::c_char,
-            exe.len(),
-        )
-    };
-    let exe = exe.get(..n.max(0) as usize).unwrap_or(&[]);
-    let name = crate::report::basename(exe);
     let version = real::lookup_global(b"dist_version\0") as usize;
     let patch = real::lookup_global(b"patch_level\0") as usize;
     let line = real::lookup_global(b"line_number\0") as usize;
     let globals = real::lookup_global(b"global_variables\0") as usize;
-    let mut label = [0u8; 32];
-    let mut len = put(&mut label, &[name]);
-    let state = if version != 0 && patch != 0 && line != 0 && globals != 0 {
-        // SAFETY: bash's `const char * const dist_version` and `const int patch_level`.
-        let (dist, patch) = unsafe { (read::<usize>(version), read::<i32>(patch)) };
-        let mut v = [0u8; VERSION_CAP];
-        // SAFETY: `dist_version` points to a short NUL-terminated string in bash's data.
-        let vlen = if plausible(dist, 1) {
-            unsafe { copy_bytes(dist, strnlen(dist, 8), &mut v, Cut::KeepStart) }
-        } else {
-            0
-        };
-        let mut b = crate::buf::Buf::new(&mut label);
-        b.str("bash ").bytes(v.get(..vlen).unwrap_or(&[]));
-        b.byte(b'.').int(i64::from(patch));
-        len = b.len();
-        if v.get(..vlen) == Some(b"5.2") {
-            LINE_NUMBER.store(line, Ordering::Relaxed);
-            GLOBAL_VARIABLES.store(globals, Ordering::Relaxed);
-            State::Bash
-        } else {
-            State::Opaque
-        }
-    } else if OPAQUE_SHELLS.contains(&name) {
-        State::Opaque
+    if version == 0 || patch == 0 || line == 0 || globals == 0 {
+        STATE.store(State::ByName as u8, Ordering::Release);
+        return;
+    }
+    // SAFETY: bash's `const char * const dist_version` and `const int patch_level`.
+    let (dist, patch) = unsafe { (read::<usize>(version), read::<i32>(patch)) };
+    let mut v = [0u8; VERSION_CAP];
+    // SAFETY: `dist_version` points to a short NUL-terminated string in bash's data.
+    let vlen = if plausible(dist, 1) {
+        unsafe { copy_bytes(dist, strnlen(dist, 8), &mut v, Cut::KeepStart) }
     } else {
-        State::Absent
+        0
     };
-    for (slot, &b) in NAME.iter().zip(label.get(..len).unwrap_or(&[])) {
+    let mut label = [0u8; 32];
+    let mut b = crate::buf::Buf::new(&mut label);
+    b.str("bash ").bytes(v.get(..vlen).unwrap_or(&[]));
+    b.byte(b'.').int(i64::from(patch));
+    let len = b.len();
+    let state = if v.get(..vlen) == Some(b"5.2") {
+        LINE_NUMBER.store(line, Ordering::Relaxed);
+        GLOBAL_VARIABLES.store(globals, Ordering::Relaxed);
+        State::Bash
+    } else {
+        State::Opaque
+    };
+    set(state, label.get(..len).unwrap_or(&[]));
+}
+
+/// Publishes the state and the shell's name.
+fn set(state: State, label: &[u8]) {
+    for (slot, &b) in NAME.iter().zip(label) {
         slot.store(b, Ordering::Relaxed);
     }
-    NAME_LEN.store(len.min(NAME.len()), Ordering::Relaxed);
+    NAME_LEN.store(label.len().min(NAME.len()), Ordering::Relaxed);
     STATE.store(state as u8, Ordering::Release);
 }
 
@@ -163,8 +160,23 @@ fn state() -> State {
     match STATE.load(Ordering::Acquire) {
         1 => State::Bash,
         2 => State::Opaque,
+        3 => by_name(),
         _ => State::Absent,
     }
+}
+
+/// Decides, once, from the executable's name whether a process that is not bash is a shell.
+/// In any context a hook runs in (a `readlink(2)`); racing threads store the same answer.
+fn by_name() -> State {
+    let mut exe = [0u8; 256];
+    let n = crate::sys::readlink(c"/proc/self/exe", &mut exe).unwrap_or(0);
+    let name = crate::report::basename(exe.get(..n).unwrap_or(&[]));
+    let state = match OPAQUE_SHELLS.contains(&name) {
+        true => State::Opaque,
+        false => State::Absent,
+    };
+    set(state, name.get(..NAME.len()).unwrap_or(name));
+    state
 }
 
 /// Whether this process is a shell.

@@ -87,7 +87,12 @@ impl SigSet {
     }
     /// The members, lowest first.
     pub fn iter(self) -> impl Iterator<Item = c_int> {
-        (1..=MAX_SIGNAL).filter(move |&s| self.contains(s))
+        let mut bits = self.0;
+        core::iter::from_fn(move || {
+            let lowest = bits.trailing_zeros();
+            bits &= bits.wrapping_sub(1);
+            (lowest < 64).then(|| lowest as c_int + 1)
+        })
     }
 }
 

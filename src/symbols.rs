@@ -19,7 +19,8 @@
 //! name, never a fault.
 
 use crate::objects::{Dynamic, LinkMap, SYM_SIZE};
-use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use crate::sys;
+use core::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 
 /// Modules whose names are cached.
 pub const SLOTS: usize = 32;
@@ -118,8 +119,8 @@ fn published(key: usize) -> Option<Index> {
     // SAFETY: published by `name` after `build` filled them; the mappings are never unmapped.
     unsafe {
         Some(Index {
-            functions: std::slice::from_raw_parts(index as *const Function, count),
-            strtab: std::slice::from_raw_parts(strtab as *const u8, strtab_len),
+            functions: core::slice::from_raw_parts(index as *const Function, count),
+            strtab: core::slice::from_raw_parts(strtab as *const u8, strtab_len),
         })
     }
 }
@@ -146,23 +147,11 @@ unsafe fn build(map: *const LinkMap, path: &[u8]) -> Option<(usize, usize, usize
     if count == 0 {
         return None;
     }
-    let bytes = count * std::mem::size_of::<Function>();
-    // SAFETY: an anonymous private mapping, checked for failure; kept for the process's life.
-    let mem = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            bytes,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-            -1,
-            0,
-        )
-    };
-    if mem == libc::MAP_FAILED {
-        return None;
-    }
+    let bytes = count * core::mem::size_of::<Function>();
+    // Kept for the process's life.
+    let mem = sys::map_anonymous(bytes)?;
     // SAFETY: the mapping is zeroed, aligned and `count` entries long; ours alone until published.
-    let index = unsafe { std::slice::from_raw_parts_mut(mem as *mut Function, count) };
+    let index = unsafe { core::slice::from_raw_parts_mut(mem as *mut Function, count) };
     let n = fill(syms, index);
     let index = index.get_mut(..n)?;
     index.sort_unstable_by_key(|f| f.start);
@@ -234,8 +223,8 @@ unsafe fn dynamic_tables(map: &LinkMap) -> Option<(&'static [u8], &'static [u8])
     // SAFETY: the symbol and string tables are mapped parts of the module, of these sizes.
     unsafe {
         Some((
-            std::slice::from_raw_parts(d.symtab as *const u8, count * SYM_SIZE),
-            std::slice::from_raw_parts(d.strtab as *const u8, d.strsz),
+            core::slice::from_raw_parts(d.symtab as *const u8, count * SYM_SIZE),
+            core::slice::from_raw_parts(d.strtab as *const u8, d.strsz),
         ))
     }
 }
@@ -244,37 +233,20 @@ unsafe fn dynamic_tables(map: &LinkMap) -> Option<(&'static [u8], &'static [u8])
 fn map_file(path: &[u8]) -> Option<&'static [u8]> {
     let mut cpath = [0u8; 4097];
     cpath.get_mut(..path.len())?.copy_from_slice(path);
-    // SAFETY: NUL-terminated path; the descriptor is closed before returning; the mapping is
-    // checked for failure and never unmapped.
-    unsafe {
-        let fd = libc::open(
-            cpath.as_ptr() as *const libc::c_char,
-            libc::O_RDONLY | libc::O_CLOEXEC,
-        );
-        if fd < 0 {
-            return None;
-        }
-        let mut st = std::mem::zeroed::<libc::stat>();
-        let len = if libc::fstat(fd, &mut st) == 0 && st.st_mode & libc::S_IFMT == libc::S_IFREG {
-            st.st_size as usize
-        } else {
-            0
-        };
-        let addr = if len >= 64 {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ,
-                libc::MAP_PRIVATE,
-                fd,
-                0,
-            )
-        } else {
-            libc::MAP_FAILED
-        };
-        libc::close(fd);
-        (addr != libc::MAP_FAILED).then(|| std::slice::from_raw_parts(addr as *const u8, len))
-    }
+    let cpath = core::ffi::CStr::from_bytes_until_nul(&cpath).ok()?;
+    let fd = sys::open(cpath, libc::O_RDONLY | libc::O_CLOEXEC, 0).ok()?;
+    let len = match sys::fstat(fd) {
+        Ok(st) if st.st_mode & libc::S_IFMT == libc::S_IFREG => st.st_size as usize,
+        _ => 0,
+    };
+    let addr = if len >= 64 {
+        sys::map_file(fd, len)
+    } else {
+        None
+    };
+    sys::close(fd);
+    // SAFETY: a mapping of `len` bytes, never unmapped.
+    addr.map(|a| unsafe { core::slice::from_raw_parts(a, len) })
 }
 
 /// Little-endian fields at `base + off`, bounds- and overflow-checked.
@@ -391,7 +363,7 @@ mod tests {
             },
         ];
         let name =
-            |v| find(&index, strtab, v).map(|(n, off)| (std::str::from_utf8(n).unwrap(), off));
+            |v| find(&index, strtab, v).map(|(n, off)| (core::str::from_utf8(n).unwrap(), off));
         assert_eq!(name(0x100), Some(("alpha", 1)));
         assert_eq!(name(0x10f), Some(("alpha", 0x10)));
         assert_eq!(name(0x110), None);

@@ -7,13 +7,11 @@
 //! in a signal handler or a `fork()` child. (`std::backtrace` is not: its first use costs about
 //! 100 ms and 100,000 allocations.)
 //!
-//! Modules: `_dl_find_object` (glibc 2.35+, async-signal-safe) gives each address's module and
-//! load base; `symbols.rs` names the function. Where `_dl_find_object` is missing (glibc < 2.35)
-//! frames carry their address only; `sigaudit symbolize` adds file and line offline.
+//! Modules: `_dl_find_object` (glibc 2.35+, async-signal-safe; see `objects.rs`) gives each
+//! address's module and load base; `symbols.rs` names the function.
 
 use crate::objects::{self, LinkMap};
 use libc::{c_int, c_void};
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Frames kept per event.
 pub const MAX_FRAMES: usize = 64;
@@ -48,45 +46,97 @@ unsafe extern "C" {
     fn _Unwind_GetIP(ctx: *mut UnwindContext) -> usize;
 }
 
-/// Our own text, to skip: [start, end).
-static SELF_START: AtomicUsize = AtomicUsize::new(0);
-static SELF_END: AtomicUsize = AtomicUsize::new(0);
-/// glibc's `_dl_find_object`, when it has one.
-static DL_FIND_OBJECT: AtomicUsize = AtomicUsize::new(0);
+// What GCC's unwinder imports, answered inside the library.
+//
+// libgcc_eh.a (GCC 12) refers to `malloc`, `free`, `strlen`, `pthread_once`, the two
+// `pthread_mutex` calls and `__pthread_key_create`. As imports the loader would look each up on
+// every exec (about 800 instructions apiece); none of them is needed for what we use:
+//
+// - `malloc`, `free` and the mutex serve the list of frame tables registered with
+//   `__register_frame_info`. That list is this library's own copy (its symbols are not
+//   exported), nothing registers anything in it (we link no C start files, see `build.rs`), and
+//   with it empty the unwinder never takes the mutex (its `any_objects_registered` fast path)
+//   and never allocates. They are stubs: `malloc` fails, the rest succeed doing nothing.
+// - `__pthread_key_create` is only looked at for its address, which tells the unwinder whether
+//   threads are in use: as 0 it says no, so `pthread_once` is never called (its stub fails, and
+//   the unwinder initialises its register-size table directly, writing the same constants each
+//   time, which is what it does in a program without threads).
+// - `strlen` measures the augmentation strings of the unwind tables: it is in `mem.rs`.
+//
+// - `rust_eh_personality` (not the unwinder's, but core's: precompiled with unwinding, its
+//   functions name Rust's personality routine in their unwind tables, which only a debug build
+//   keeps). Nothing unwinds through Rust frames here (`panic = "abort"`); if a foreign unwind
+//   ever asked, the answer is "continue unwinding" (`_URC_CONTINUE_UNWIND`).
+//
+// Each is defined hidden, so the unwinder's references bind to them at link time and nothing
+// of ours is exported or interposed on the program. (Not in the unit-test build: there they
+// would be the test program's own malloc and free.)
+#[cfg(not(test))]
+core::arch::global_asm!(
+    ".globl __pthread_key_create",
+    ".hidden __pthread_key_create",
+    ".set __pthread_key_create, 0",
+    ".globl malloc, free, pthread_once, pthread_mutex_lock, pthread_mutex_unlock",
+    ".hidden malloc, free, pthread_once, pthread_mutex_lock, pthread_mutex_unlock",
+    ".globl rust_eh_personality",
+    ".hidden rust_eh_personality",
+);
+#[cfg(all(target_arch = "x86_64", not(test)))]
+core::arch::global_asm!(
+    ".pushsection .text.sigaudit_unwinder_imports,\"ax\",@progbits",
+    ".type rust_eh_personality, @function",
+    "rust_eh_personality:",
+    "    mov eax, 8",
+    "    ret",
+    ".type malloc, @function",
+    "malloc:",
+    "    xor eax, eax",
+    "    ret",
+    ".type free, @function",
+    "free:",
+    "    ret",
+    ".type pthread_once, @function",
+    "pthread_once:",
+    "    mov eax, 22",
+    "    ret",
+    ".type pthread_mutex_lock, @function",
+    "pthread_mutex_lock:",
+    ".type pthread_mutex_unlock, @function",
+    "pthread_mutex_unlock:",
+    "    xor eax, eax",
+    "    ret",
+    ".popsection",
+);
+#[cfg(all(target_arch = "aarch64", not(test)))]
+core::arch::global_asm!(
+    ".pushsection .text.sigaudit_unwinder_imports,\"ax\",@progbits",
+    ".type rust_eh_personality, %function",
+    "rust_eh_personality:",
+    "    mov w0, #8",
+    "    ret",
+    ".type malloc, %function",
+    "malloc:",
+    "    mov x0, #0",
+    "    ret",
+    ".type free, %function",
+    "free:",
+    "    ret",
+    ".type pthread_once, %function",
+    "pthread_once:",
+    "    mov w0, #22",
+    "    ret",
+    ".type pthread_mutex_lock, %function",
+    "pthread_mutex_lock:",
+    ".type pthread_mutex_unlock, %function",
+    "pthread_mutex_unlock:",
+    "    mov w0, #0",
+    "    ret",
+    ".popsection",
+);
 
-type DlFindObjectFn = unsafe extern "C" fn(*mut c_void, *mut DlFindObject) -> c_int;
-
-/// `struct dl_find_object` (glibc 2.35, x86_64 and aarch64 layout).
-#[repr(C)]
-struct DlFindObject {
-    flags: u64,
-    map_start: *mut c_void,
-    map_end: *mut c_void,
-    link_map: *const LinkMap,
-    eh_frame: *mut c_void,
-    reserved: [u64; 7],
-}
-
-/// Prepares capture and naming, once: from the constructor, or from the first hook that runs
-/// before it (inside another library's constructor, where the loader's lock is already ours).
-pub fn init() {
-    static DONE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-    if DONE.swap(true, Ordering::Relaxed) {
-        return;
-    }
-    let f = objects::lookup_global(b"_dl_find_object\0");
-    DL_FIND_OBJECT.store(f as usize, Ordering::Relaxed);
-    if let Some((lo, hi)) = objects::text_bounds(init as *const () as usize) {
-        SELF_START.store(lo, Ordering::Relaxed);
-        SELF_END.store(hi, Ordering::Relaxed);
-    }
-}
-
+/// Whether `ip` is in our own code.
 fn is_ours(ip: usize) -> bool {
-    let (lo, hi) = (
-        SELF_START.load(Ordering::Relaxed),
-        SELF_END.load(Ordering::Relaxed),
-    );
+    let (lo, hi) = objects::own_code();
     lo <= ip && ip < hi
 }
 
@@ -128,13 +178,7 @@ const UNWIND_STACK_NEED: usize = 8 * 1024;
 /// Bytes left below us when we run on an alternate signal stack; `None` on any other stack
 /// (a thread's or the main stack, which are not near their end in any program that works).
 fn alternate_stack_room() -> Option<usize> {
-    let mut ss = std::mem::MaybeUninit::<libc::stack_t>::zeroed();
-    // SAFETY: a NULL new stack only reads the current one into `ss`; async-signal-safe.
-    if unsafe { libc::sigaltstack(std::ptr::null(), ss.as_mut_ptr()) } != 0 {
-        return None;
-    }
-    // SAFETY: zeroed, and filled by the kernel on success.
-    let ss = unsafe { ss.assume_init() };
+    let ss = crate::sys::sigaltstack()?;
     if ss.ss_flags & libc::SS_ONSTACK == 0 {
         return None;
     }
@@ -184,36 +228,18 @@ impl Location {
     }
 }
 
-/// Finds the module of `ip` (a return address) without locks or allocation; `None` without
-/// `_dl_find_object` or for an address in no module (JIT code, say).
+/// Finds the module of `ip` (a return address) without locks or allocation; `None` for an
+/// address in no module (JIT code, say).
 pub fn locate(ip: usize) -> Option<Location> {
-    let f = DL_FIND_OBJECT.load(Ordering::Relaxed);
-    if f == 0 {
-        return None;
-    }
-    // SAFETY: stored from dlsym("_dl_find_object"), whose prototype this is.
-    let find: DlFindObjectFn = unsafe { std::mem::transmute::<usize, DlFindObjectFn>(f) };
-    let mut dlfo = std::mem::MaybeUninit::<DlFindObject>::zeroed();
     // Look up the call instruction, not the one after it.
-    let pc = ip.saturating_sub(1);
-    // SAFETY: find only writes `dlfo`; it is documented async-signal-safe.
-    if unsafe { find(pc as *mut c_void, dlfo.as_mut_ptr()) } != 0 {
-        return None;
-    }
-    // SAFETY: filled on success.
-    let dlfo = unsafe { dlfo.assume_init() };
-    if dlfo.link_map.is_null() {
-        return None;
-    }
-    // SAFETY: a live link_map of a loaded object; the module cannot be unloaded while one of its
-    // frames is on our stack.
-    let map = unsafe { &*dlfo.link_map };
+    let held = objects::holding(ip.saturating_sub(1))?;
+    let map = held.map;
     Some(Location {
         base: map.l_addr,
         // SAFETY: l_name is a NUL-terminated string owned by the loader (maybe empty).
         module: unsafe { objects::cstr(map.l_name, 4096) },
-        map: dlfo.link_map,
-        start: dlfo.map_start as usize,
-        end: dlfo.map_end as usize,
+        map,
+        start: held.start,
+        end: held.end,
     })
 }

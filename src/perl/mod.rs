@@ -72,12 +72,17 @@ enum State {
     UnknownLayout,
 }
 
+#[unsafe(link_section = ".data.sigaudit_load")]
 static STATE: AtomicU8 = AtomicU8::new(State::Absent as u8);
 /// `5.36.0` packed as `revision << 16 | version << 8 | subversion`.
+#[unsafe(link_section = ".data.sigaudit_load")]
 static VERSION: AtomicUsize = AtomicUsize::new(0);
 /// `&PL_thr_key`, `&PL_curinterp`, and `PL_interp_size` when it disagreed.
+#[unsafe(link_section = ".data.sigaudit_load")]
 static THR_KEY: AtomicUsize = AtomicUsize::new(0);
+#[unsafe(link_section = ".data.sigaudit_load")]
 static CURINTERP: AtomicUsize = AtomicUsize::new(0);
+#[unsafe(link_section = ".data.sigaudit_load")]
 static INTERP_SIZE: AtomicUsize = AtomicUsize::new(0);
 
 /// Frames visited per capture, kept or not, at most; contexts looked at per stack, at most.

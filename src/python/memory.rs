@@ -131,9 +131,8 @@ static CHECKED_WORKS: AtomicU8 = AtomicU8::new(0);
 impl Checked {
     /// A checked reader, or `None` where the kernel refuses `process_vm_readv`.
     pub fn new() -> Option<Self> {
-        // SAFETY: no preconditions.
         let reader = Checked {
-            pid: unsafe { libc::getpid() },
+            pid: crate::sys::getpid(),
         };
         match CHECKED_WORKS.load(Ordering::Relaxed) {
             1 => Some(reader),
@@ -164,9 +163,8 @@ impl Checked {
             iov_len: buf.len(),
         };
         // SAFETY: the local iovec is our own buffer; the remote one is only read by the kernel,
-        // which checks it. errno is restored by the hook around everything we do.
-        let n = unsafe { libc::process_vm_readv(self.pid, &local, 1, &remote, 1, 0) };
-        (n >= 0).then_some(n as usize)
+        // which checks it.
+        unsafe { crate::sys::read_memory_vectored(self.pid, &[local], &[remote]) }.ok()
     }
 }
 
@@ -209,9 +207,13 @@ impl Memory for Checked {
         // SAFETY: the local iovecs are the requests' own buffers; the remote ones are only read
         // by the kernel, which checks them.
         let copied = unsafe {
-            libc::process_vm_readv(self.pid, local.as_ptr(), n as _, remote.as_ptr(), n as _, 0)
+            crate::sys::read_memory_vectored(
+                self.pid,
+                local.get(..n).unwrap_or(&[]),
+                remote.get(..n).unwrap_or(&[]),
+            )
         };
-        let mut left = copied.max(0) as usize;
+        let mut left = copied.unwrap_or(0);
         for (i, r) in reqs.iter_mut().enumerate() {
             let whole = i < n && remote[i].iov_len == r.buf.len() && left >= r.buf.len();
             if whole {

@@ -7,6 +7,7 @@ use crate::policy::{Action, Disposition};
 use crate::python::{PyFrame, PyStack};
 use crate::script::{Language, Missing};
 use crate::symbols;
+use crate::sys;
 use crate::unwind::{self, Backtrace};
 use core::sync::atomic::{AtomicI32, Ordering};
 use libc::c_int;
@@ -101,26 +102,13 @@ pub struct Text {
 
 /// Runs `f` with a zeroed [`Scratch`], or returns `None` when the kernel has no memory for one.
 pub fn with_scratch<T>(f: impl FnOnce(&mut Scratch) -> T) -> Option<T> {
-    let size = std::mem::size_of::<Scratch>();
-    // SAFETY: an anonymous private mapping, checked for failure before use.
-    let p = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            size,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-            -1,
-            0,
-        )
-    };
-    if p == libc::MAP_FAILED {
-        return None;
-    }
+    let size = core::mem::size_of::<Scratch>();
+    let p = sys::map_anonymous(size)?;
     // SAFETY: the mapping is zero-filled, page-aligned, large enough, and all-zero bytes are a
     // valid Scratch (plain integers and arrays). It is ours alone until unmapped below.
     let r = f(unsafe { &mut *(p as *mut Scratch) });
     // SAFETY: unmaps exactly what was mapped.
-    unsafe { libc::munmap(p, size) };
+    unsafe { sys::unmap(p, size) };
     Some(r)
 }
 
@@ -185,12 +173,12 @@ pub struct Context<'a> {
 }
 
 /// The pid of the process that loaded the library (and ran its constructor); 0 before that.
+#[unsafe(link_section = ".data.sigaudit_load")]
 static LOAD_PID: AtomicI32 = AtomicI32::new(0);
 
 /// Notes the pid the library was loaded in. Constructor only.
 pub fn note_load_pid() {
-    // SAFETY: no preconditions.
-    LOAD_PID.store(unsafe { libc::getpid() }, Ordering::Relaxed);
+    LOAD_PID.store(sys::getpid(), Ordering::Relaxed);
 }
 
 impl<'a> Context<'a> {
@@ -201,10 +189,9 @@ impl<'a> Context<'a> {
         cmdline: &'a mut [u8],
         uts: &'a mut libc::utsname,
     ) -> Self {
-        let exe_len = read_link(b"/proc/self/exe\0", exe);
+        let exe_len = sys::readlink(c"/proc/self/exe", exe).unwrap_or(0);
         let cmd_len = read_file(b"/proc/self/cmdline\0", cmdline);
-        // SAFETY: these have no preconditions.
-        let (pid, ppid) = unsafe { (libc::getpid(), libc::getppid()) };
+        let (pid, ppid) = (sys::getpid(), sys::getppid());
         let loaded_in = LOAD_PID.load(Ordering::Relaxed);
         Context {
             exe: exe.get(..exe_len).unwrap_or(&[]),
@@ -213,8 +200,7 @@ impl<'a> Context<'a> {
             now: now(),
             pid,
             ppid,
-            // SAFETY: no preconditions.
-            tid: unsafe { libc::gettid() },
+            tid: sys::gettid(),
             // A fork's child keeps the library's memory but runs no constructor: its pid is
             // not the one the library was loaded in. Its parent is the one that forked it
             // (unless that one has exited since).
@@ -226,8 +212,7 @@ impl<'a> Context<'a> {
 /// The host's name, read by `uname` into `uts` (in the event's scratch memory: the structure is
 /// 390 bytes, too many for a small alternate signal stack).
 fn host_name(uts: &mut libc::utsname) -> &[u8] {
-    // SAFETY: a valid out-pointer; uname is a system call (no lock, no allocation).
-    if unsafe { libc::uname(uts) } != 0 {
+    if sys::uname(uts).is_err() {
         return &[];
     }
     // SAFETY: c_char and u8 have the same size and alignment; the array is the kernel's, read
@@ -240,13 +225,8 @@ fn host_name(uts: &mut libc::utsname) -> &[u8] {
 }
 
 fn now() -> (i64, u32) {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: ts is a valid out-pointer; clock_gettime is async-signal-safe.
-    unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut ts) };
-    (ts.tv_sec, (ts.tv_nsec / 1000) as u32)
+    let (secs, nanos) = sys::realtime();
+    (secs, (nanos / 1000) as u32)
 }
 
 pub fn basename(path: &[u8]) -> &[u8] {
@@ -256,36 +236,18 @@ pub fn basename(path: &[u8]) -> &[u8] {
     }
 }
 
-/// Reads a symlink's target into `buf`, returning its length (0 on failure).
-fn read_link(path: &[u8], buf: &mut [u8]) -> usize {
-    // SAFETY: path is NUL-terminated; buf is writable for its length.
-    let n = unsafe {
-        libc::readlink(
-            path.as_ptr() as *const libc::c_char,
-            buf.as_mut_ptr() as *mut libc::c_char,
-            buf.len(),
-        )
-    };
-    n.max(0) as usize
-}
-
 /// Reads the start of a file into `buf`, returning how much was read (0 on failure).
+/// `path` ends with its NUL.
 pub fn read_file(path: &[u8], buf: &mut [u8]) -> usize {
-    // SAFETY: path is NUL-terminated.
-    let fd = unsafe {
-        libc::open(
-            path.as_ptr() as *const libc::c_char,
-            libc::O_RDONLY | libc::O_CLOEXEC,
-        )
-    };
-    if fd < 0 {
+    let Ok(path) = core::ffi::CStr::from_bytes_with_nul(path) else {
         return 0;
-    }
-    // SAFETY: buf is writable for its length; fd is ours and closed below.
-    let n = unsafe { libc::read(fd, buf.as_mut_ptr() as *mut libc::c_void, buf.len()) };
-    // SAFETY: closing our own descriptor.
-    unsafe { libc::close(fd) };
-    n.max(0) as usize
+    };
+    let Ok(fd) = sys::open(path, libc::O_RDONLY | libc::O_CLOEXEC, 0) else {
+        return 0;
+    };
+    let n = sys::read(fd, buf).unwrap_or(0);
+    sys::close(fd);
+    n
 }
 
 /// True for a file of Python's own standard library (or frozen module), which is never the

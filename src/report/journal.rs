@@ -122,8 +122,8 @@ pub fn send(path: &[u8], e: &Entry, head: &mut [u8]) -> Result<Sent, c_int> {
         Err(libc::EMSGSIZE | libc::ENOBUFS) => {
             let fd = sealed_memfd(parts)?;
             let r = socket.send(&[], Some(fd));
-            // SAFETY: our own descriptor; journald holds its own reference once sent.
-            unsafe { libc::close(fd) };
+            // Our own descriptor; journald holds its own reference once sent.
+            crate::sys::close(fd);
             r.map(|()| Sent::Memfd)
         }
         Err(e) => Err(e),
@@ -132,33 +132,23 @@ pub fn send(path: &[u8], e: &Entry, head: &mut [u8]) -> Result<Sent, c_int> {
 
 /// A memfd holding `parts`, sealed so that it can no longer change (journald takes only such).
 fn sealed_memfd(parts: &[&[u8]]) -> Result<c_int, c_int> {
-    // SAFETY: the name is NUL-terminated; the descriptor is closed by the caller or below.
-    let fd = unsafe {
-        libc::memfd_create(
-            c"sigaudit-journal".as_ptr(),
-            libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING,
-        )
-    };
-    if fd < 0 {
-        return Err(crate::guard::errno());
-    }
+    // The descriptor is closed by the caller or below.
+    let fd = crate::sys::memfd_create(
+        c"sigaudit-journal",
+        libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING,
+    )?;
     let filled = parts
         .iter()
         .try_for_each(|p| super::sink::write_all(fd, p))
         .and_then(|()| {
             let seals =
                 libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE | libc::F_SEAL_SEAL;
-            // SAFETY: fcntl on our own descriptor.
-            match unsafe { libc::fcntl(fd, libc::F_ADD_SEALS, seals) } {
-                0 => Ok(()),
-                _ => Err(crate::guard::errno()),
-            }
+            crate::sys::fcntl_int(fd, libc::F_ADD_SEALS, seals).map(|_| ())
         });
     match filled {
         Ok(()) => Ok(fd),
         Err(e) => {
-            // SAFETY: our own descriptor.
-            unsafe { libc::close(fd) };
+            crate::sys::close(fd);
             Err(e)
         }
     }

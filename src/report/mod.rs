@@ -19,6 +19,8 @@ mod syslog;
 mod text;
 
 pub use event::{CAUSE_CAP, Event, Kind, Outcome, action_of, basename, read_file, with_scratch};
+/// For the library's own diagnostics: stderr while it still is the program's (see the sink).
+pub use sink::to_stderr as write_to_stderr;
 // For the constructor, which the unit-test build leaves out.
 #[cfg(not(test))]
 pub use event::note_load_pid;
@@ -302,12 +304,10 @@ fn record_limit(config: &Config) -> usize {
     if config.output != Output::Stderr {
         return OUT_CAP;
     }
-    // SAFETY: fstat writes only into `st`; a closed stderr just fails.
-    let mut st = unsafe { std::mem::zeroed::<libc::stat>() };
-    // SAFETY: as above.
-    if unsafe { libc::fstat(2, &mut st) } != 0 {
+    // A closed stderr just fails.
+    let Ok(st) = crate::sys::fstat(2) else {
         return OUT_CAP;
-    }
+    };
     match st.st_mode & libc::S_IFMT {
         libc::S_IFIFO | libc::S_IFSOCK => libc::PIPE_BUF,
         _ => OUT_CAP,

@@ -3,8 +3,10 @@
 
 use crate::buf::Buf;
 use crate::config::{Config, Output};
+use crate::sys;
+use core::ffi::CStr;
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use libc::c_int;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 /// The output file could not be opened and that has been said.
 static OPEN_FAILED_SAID: AtomicBool = AtomicBool::new(false);
@@ -26,13 +28,11 @@ pub fn emit(config: &Config, record: &[u8]) {
         to_stderr(record);
         return;
     };
-    // SAFETY: no preconditions.
-    let pid = unsafe { libc::getpid() };
+    let pid = sys::getpid();
     let failed = match open_output(template, pid) {
         Ok(fd) => {
             let written = write_all(fd, record);
-            // SAFETY: our own descriptor, opened above.
-            unsafe { libc::close(fd) };
+            sys::close(fd);
             written.err().map(|e| ("cannot write to", e))
         }
         Err(errno) => Some(("cannot open", errno)),
@@ -60,8 +60,7 @@ pub fn socket_failed(kind: Output, path: &[u8], errno: c_int, record: &[u8]) {
     if !SOCKET_FAILED_SAID.swap(true, Ordering::Relaxed) {
         let mut mem = [0u8; 512];
         let mut b = Buf::new(&mut mem);
-        // SAFETY: no preconditions.
-        let pid = unsafe { libc::getpid() };
+        let pid = sys::getpid();
         b.str("sigaudit: pid ")
             .int(pid as i64)
             .str(": cannot send to ");
@@ -78,6 +77,7 @@ static SOCKET_FAILED_SAID: AtomicBool = AtomicBool::new(false);
 
 /// stderr as it was when the library loaded: 0 not looked at (a hook before our constructor),
 /// [`STDERR_CLOSED`], or its [`file_id`].
+#[unsafe(link_section = ".data.sigaudit_load")]
 static STDERR_AT_LOAD: AtomicU64 = AtomicU64::new(0);
 const STDERR_CLOSED: u64 = u64::MAX;
 
@@ -91,19 +91,14 @@ pub fn note_stderr() {
 /// data, which an event must never be written into. So: nothing when stderr was closed at load;
 /// and when descriptor 2 is another file than at load, only if it is not a regular file or is
 /// one opened for appending (a log the program sent its stderr to), not a file opened for writing.
-fn to_stderr(bytes: &[u8]) {
+pub fn to_stderr(bytes: &[u8]) {
     let at_load = STDERR_AT_LOAD.load(Ordering::Relaxed);
     if at_load == STDERR_CLOSED {
         return;
     }
     if at_load != 0 && file_id(2) != Some(at_load) {
-        // SAFETY: fstat writes only into `st`; F_GETFL reads the descriptor's flags.
-        let mut st = unsafe { std::mem::zeroed::<libc::stat>() };
-        // SAFETY: as above.
-        let regular =
-            unsafe { libc::fstat(2, &mut st) } == 0 && st.st_mode & libc::S_IFMT == libc::S_IFREG;
-        // SAFETY: as above.
-        let append = unsafe { libc::fcntl(2, libc::F_GETFL) } & libc::O_APPEND != 0;
+        let regular = sys::fstat(2).is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFREG);
+        let append = sys::status_flags(2).is_ok_and(|f| f & libc::O_APPEND != 0);
         if regular && !append {
             return;
         }
@@ -114,12 +109,8 @@ fn to_stderr(bytes: &[u8]) {
 /// A file's identity: its device and inode in one word (never 0 or [`STDERR_CLOSED`] in
 /// practice: no file has device and inode 0, and both are below 2^32).
 fn file_id(fd: c_int) -> Option<u64> {
-    // SAFETY: fstat writes only into `st`.
-    let mut st = unsafe { std::mem::zeroed::<libc::stat>() };
-    // SAFETY: as above; a bad descriptor just fails.
-    if unsafe { libc::fstat(fd, &mut st) } != 0 {
-        return None;
-    }
+    // A bad descriptor just fails.
+    let st = sys::fstat(fd).ok()?;
     Some(st.st_dev.rotate_left(32) ^ st.st_ino)
 }
 
@@ -156,13 +147,9 @@ fn open_output(template: &[u8], pid: c_int) -> Result<c_int, c_int> {
         | libc::O_CLOEXEC
         | libc::O_NOFOLLOW
         | libc::O_NOCTTY;
-    // SAFETY: the path is NUL-terminated.
-    let fd = unsafe { libc::open(b.as_bytes().as_ptr() as *const libc::c_char, flags, 0o600) };
-    if fd < 0 {
-        Err(crate::guard::errno())
-    } else {
-        Ok(fd)
-    }
+    // The template has no NUL (the configuration refuses one), so the path ends at ours.
+    let path = CStr::from_bytes_with_nul(b.as_bytes()).map_err(|_| libc::EINVAL)?;
+    sys::open(path, flags, 0o600)
 }
 
 /// Writes all of `bytes`, retrying short writes and interruptions, waiting a bounded time for a
@@ -170,25 +157,15 @@ fn open_output(template: &[u8], pid: c_int) -> Result<c_int, c_int> {
 pub fn write_all(fd: c_int, mut bytes: &[u8]) -> Result<(), c_int> {
     let mut waits = 0;
     while !bytes.is_empty() {
-        // SAFETY: bytes is readable for its length.
-        let n = unsafe { libc::write(fd, bytes.as_ptr() as *const libc::c_void, bytes.len()) };
-        if n > 0 {
-            bytes = bytes.get(n as usize..).unwrap_or(&[]);
-            continue;
-        }
-        match crate::guard::errno() {
-            libc::EINTR => continue,
-            libc::EAGAIN if waits < 20 => {
+        match sys::write(fd, bytes) {
+            Ok(0) => return Err(libc::EIO),
+            Ok(n) => bytes = bytes.get(n..).unwrap_or(&[]),
+            Err(libc::EINTR) => continue,
+            Err(libc::EAGAIN) if waits < 20 => {
                 waits += 1;
-                let mut p = libc::pollfd {
-                    fd,
-                    events: libc::POLLOUT,
-                    revents: 0,
-                };
-                // SAFETY: one valid pollfd.
-                unsafe { libc::poll(&mut p, 1, 50) };
+                sys::wait_writable(fd, 50);
             }
-            e => return Err(e),
+            Err(e) => return Err(e),
         }
     }
     Ok(())

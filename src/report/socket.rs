@@ -12,6 +12,7 @@
 //! Everything here is a system call on memory the caller owns: no allocation, no lock, safe in a
 //! signal handler and in a `vfork()` child.
 
+use crate::sys;
 use libc::{c_int, c_void};
 
 /// The longest socket path, without its NUL (`sun_path` holds 108 bytes).
@@ -28,33 +29,26 @@ impl Socket {
     /// there), `ECONNREFUSED` (a socket file nobody listens on), `EACCES`, `ENAMETOOLONG`, ...
     pub fn connect(path: &[u8]) -> Result<Socket, c_int> {
         let (addr, len) = address(path)?;
-        // SAFETY: plain system call; the descriptor is owned by the Socket made from it.
-        let fd = unsafe {
-            libc::socket(
-                libc::AF_UNIX,
-                libc::SOCK_DGRAM | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK,
-                0,
-            )
-        };
-        if fd < 0 {
-            return Err(crate::guard::errno());
-        }
+        // The descriptor is owned by the Socket made from it.
+        let fd = sys::socket(
+            libc::AF_UNIX,
+            libc::SOCK_DGRAM | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK,
+            0,
+        )?;
         let socket = Socket(fd);
         loop {
             // SAFETY: `addr` is a valid sockaddr_un of `len` bytes.
             let r = unsafe {
-                libc::connect(
+                sys::connect(
                     fd,
                     &addr as *const libc::sockaddr_un as *const libc::sockaddr,
                     len,
                 )
             };
-            if r == 0 {
-                return Ok(socket);
-            }
-            match crate::guard::errno() {
-                libc::EINTR => continue,
-                e => return Err(e),
+            match r {
+                Ok(()) => return Ok(socket),
+                Err(libc::EINTR) => continue,
+                Err(e) => return Err(e),
             }
         }
     }
@@ -106,29 +100,20 @@ impl Socket {
                 core::ptr::write_unaligned(libc::CMSG_DATA(cmsg) as *mut c_int, fd);
             }
         }
-        let deadline = monotonic_ms() + WAIT_MS;
+        let deadline = sys::monotonic_ms() + WAIT_MS;
         loop {
             // SAFETY: msg points at iovecs and control data that outlive the call.
-            let r = unsafe { libc::sendmsg(self.0, &msg, libc::MSG_NOSIGNAL) };
-            if r >= 0 {
-                return Ok(());
-            }
-            match crate::guard::errno() {
-                libc::EINTR => continue,
-                libc::EAGAIN => {
-                    let left = deadline - monotonic_ms();
+            match unsafe { sys::sendmsg(self.0, &msg, libc::MSG_NOSIGNAL) } {
+                Ok(_) => return Ok(()),
+                Err(libc::EINTR) => continue,
+                Err(libc::EAGAIN) => {
+                    let left = deadline - sys::monotonic_ms();
                     if left <= 0 {
                         return Err(libc::EAGAIN);
                     }
-                    let mut p = libc::pollfd {
-                        fd: self.0,
-                        events: libc::POLLOUT,
-                        revents: 0,
-                    };
-                    // SAFETY: one valid pollfd.
-                    unsafe { libc::poll(&mut p, 1, left as c_int) };
+                    sys::wait_writable(self.0, left);
                 }
-                e => return Err(e),
+                Err(e) => return Err(e),
             }
         }
     }
@@ -136,8 +121,8 @@ impl Socket {
 
 impl Drop for Socket {
     fn drop(&mut self) {
-        // SAFETY: our own descriptor, closed once.
-        unsafe { libc::close(self.0) };
+        // Our own descriptor, closed once.
+        sys::close(self.0);
     }
 }
 
@@ -157,16 +142,6 @@ fn address(path: &[u8]) -> Result<(libc::sockaddr_un, libc::socklen_t), c_int> {
     }
     let len = size_of::<libc::sa_family_t>() + path.len() + 1;
     Ok((addr, len as libc::socklen_t))
-}
-
-fn monotonic_ms() -> i64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: ts is a valid out-pointer; clock_gettime is async-signal-safe.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec * 1000 + ts.tv_nsec / 1_000_000
 }
 
 /// The name of a send or connect failure, for the one line that says events go to stderr.

@@ -44,6 +44,26 @@ impl Dir {
     }
 }
 
+/// The names the built library imports (`nm -D --undefined-only`, versions cut off), or `None`
+/// on a machine without nm.
+#[allow(dead_code)] // each test binary uses its own part of the harness
+pub fn library_imports() -> Option<Vec<String>> {
+    let out = Command::new("nm")
+        .args(["-D", "--undefined-only"])
+        .arg(lib())
+        .output()
+        .ok()?;
+    assert!(out.status.success(), "nm failed: {out:?}");
+    let names: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().last())
+        .map(|n| n.split('@').next().unwrap_or(n).to_string())
+        .collect();
+    // Every library that does anything imports errno from libc: nm read the table.
+    assert!(names.iter().any(|n| n == "__errno_location"), "{names:?}");
+    Some(names)
+}
+
 pub fn fixture(name: &str) -> PathBuf {
     let p = Path::new(name);
     if p.is_absolute() {

@@ -1,4 +1,4 @@
-//! With the `static_unwinder` feature, links libgcc_eh.a for `-lgcc_s`, as sigaudit's build.rs does.
+//! With the `static_unwinder` feature, links libgcc_eh.a for `-lgcc_s` (what sigaudit did while it used std).
 use std::path::PathBuf;
 use std::process::Command;
 
