@@ -271,18 +271,8 @@ pub fn fcntl_int(fd: c_int, cmd: c_int, arg: c_int) -> Result<c_int, c_int> {
 
 /// `CLOCK_MONOTONIC` in milliseconds.
 pub fn monotonic_ms() -> i64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: a valid out-pointer.
-    unsafe {
-        call(
-            libc::SYS_clock_gettime,
-            args!(libc::CLOCK_MONOTONIC, &mut ts as *mut libc::timespec),
-        )
-    };
-    ts.tv_sec * 1000 + ts.tv_nsec / 1_000_000
+    let (secs, nanos) = clock(libc::CLOCK_MONOTONIC);
+    secs * 1000 + nanos / 1_000_000
 }
 
 /// `uname(2)` into `uts`.
@@ -293,6 +283,11 @@ pub fn uname(uts: &mut libc::utsname) -> Result<(), c_int> {
 
 /// `CLOCK_REALTIME`: seconds and nanoseconds since the epoch.
 pub fn realtime() -> (i64, i64) {
+    clock(libc::CLOCK_REALTIME)
+}
+
+/// `clock_gettime(2)`: seconds and nanoseconds.
+fn clock(id: libc::clockid_t) -> (i64, i64) {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
@@ -301,7 +296,7 @@ pub fn realtime() -> (i64, i64) {
     unsafe {
         call(
             libc::SYS_clock_gettime,
-            args!(libc::CLOCK_REALTIME, &mut ts as *mut libc::timespec),
+            args!(id, &mut ts as *mut libc::timespec),
         )
     };
     (ts.tv_sec, ts.tv_nsec)
