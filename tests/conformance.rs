@@ -282,10 +282,15 @@ fn regrtest(dir: &Dir, py: &Path, suite: &str, preload: bool) -> (Run, BTreeMap<
             .env("SIGAUDIT_FORMAT", "json")
             .env("SIGAUDIT_OUTPUT", dir.join("events.%p"));
     }
-    let run = with_sigint_default(cmd).run();
+    // A suite takes about 20 s here, run four at a time; the time-out only catches a hang, and a
+    // busy machine (CI's, or one shared with other builds) can make a suite three times slower.
+    let run = with_sigint_default(cmd).run_within(SUITE_TIMEOUT);
     let xml = std::fs::read_to_string(&xml).unwrap_or_default();
     (run, outcomes(&xml))
 }
+
+/// How long one CPython suite may run before it is taken for hung.
+const SUITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(240);
 
 #[test]
 fn cpython_signal_and_subprocess_suites_pass_the_same_with_the_library() {

@@ -179,7 +179,9 @@ fn setup(dir: &Dir) {
     dir.write("b.txt", "beta\n");
     dir.write(
         "Makefile",
-        "all: one two\none:\n\t@echo one; sh -c 'exit 0'\ntwo:\n\t@echo two | cat\nfail:\n\t@sh -c 'exit 3'\n",
+        // `one` and `two` run in parallel under -j2; each writes its own file and `all` prints
+        // them in order, so the output does not depend on which job finished first.
+        "all: one two\n\t@cat one.out two.out\none:\n\t@echo one > one.out; sh -c 'exit 0'\ntwo:\n\t@echo two | cat > two.out\nfail:\n\t@sh -c 'exit 3'\n",
     );
 }
 

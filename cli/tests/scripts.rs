@@ -4,6 +4,9 @@
 mod common;
 use common::*;
 
+/// A release build from scratch (LTO, both packages) takes about a minute on 2 cores.
+const BUILD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
+
 #[test]
 fn install_then_run_from_anywhere() {
     let d = Dir::new("scripts");
@@ -17,10 +20,11 @@ fn install_then_run_from_anywhere() {
         .stderr_has("--bogus");
 
     // A relative prefix is taken from the current folder.
+    // The first run of either script makes the release build.
     let run = d
         .plain(&install)
         .args(["--prefix", "staging"])
-        .run()
+        .run_within(BUILD_TIMEOUT)
         .code(0);
     let prefix = d.join("staging");
     run.stdout_has(&format!("installed {}/bin/sigaudit", prefix.display()))
@@ -42,7 +46,10 @@ fn install_then_run_from_anywhere() {
     // scripts/sigaudit finds the checkout from anywhere, and builds nothing when up to date
     // (the first run may build: the sources of a working tree can have changed since install).
     let script = root().join("scripts").join("sigaudit");
-    d.plain(&script).args(["--", "true"]).run().code(0);
+    d.plain(&script)
+        .args(["--", "true"])
+        .run_within(BUILD_TIMEOUT)
+        .code(0);
     let run = d
         .plain(&script)
         .args(["--", "sh", "-c", "exit 3"])

@@ -106,8 +106,12 @@ impl Cmd {
         }
         self
     }
-    pub fn run(mut self) -> Run {
-        run_with_timeout(&mut self.command, TIMEOUT)
+    pub fn run(self) -> Run {
+        self.run_within(TIMEOUT)
+    }
+    /// [`Cmd::run`] with another time-out, for a whole test suite run as one child.
+    pub fn run_within(mut self, timeout: Duration) -> Run {
+        run_with_timeout(&mut self.command, timeout)
     }
 }
 

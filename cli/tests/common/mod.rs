@@ -86,8 +86,13 @@ impl Cmd {
         self.command.env_remove(k);
         self
     }
-    pub fn run(mut self) -> Run {
-        run_with_timeout(&mut self.command)
+    pub fn run(self) -> Run {
+        self.run_within(TIMEOUT)
+    }
+    /// [`Cmd::run`] with another time-out, for a child that builds (a release build from
+    /// scratch takes about a minute on 2 cores).
+    pub fn run_within(mut self, timeout: Duration) -> Run {
+        run_within(&mut self.command, timeout)
     }
     /// Runs with `input` on stdin.
     pub fn run_with_input(mut self, input: &[u8]) -> Run {
@@ -244,6 +249,11 @@ impl Run {
 
 /// Runs `cmd` to completion, killing it (and failing) after [`TIMEOUT`].
 pub fn run_with_timeout(cmd: &mut Command) -> Run {
+    run_within(cmd, TIMEOUT)
+}
+
+/// Runs `cmd` to completion, killing it (and failing) after `timeout`.
+pub fn run_within(cmd: &mut Command, timeout: Duration) -> Run {
     let command = format!("{cmd:?}");
     let child = cmd
         .stdin(Stdio::null())
@@ -251,7 +261,7 @@ pub fn run_with_timeout(cmd: &mut Command) -> Run {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap_or_else(|e| panic!("cannot start {command}: {e}"));
-    finish(child, command)
+    shared::finish(child, command, timeout)
 }
 
 fn finish(child: Child, command: String) -> Run {
