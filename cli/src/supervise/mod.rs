@@ -13,8 +13,9 @@
 //!   (`seccomp.rs`). The descriptor never reaches the command.
 //! - [`Prepared::start`] takes the listener and serves it on a thread of its own (`serve.rs`):
 //!   the caller's memory and registers through `/proc` (`tracee.rs`), its stack unwound from
-//!   outside (`stack.rs`, `modules.rs`), what each process's actions are (`actions.rs`), and the
-//!   records (`record.rs`), written to the run's private folder beside the library's.
+//!   outside (`stack.rs`, `modules.rs`), what each process's actions are (`actions.rs`), a call
+//!   that a signal makes the kernel run again counted once (`restart.rs`), and the records
+//!   (`record.rs`), written to the run's private folder beside the library's.
 //! - [`Supervisor::finish`], once the command has ended: processes of the tree still running
 //!   would have their next watched `rt_sigaction` fail with `ENOSYS` once nobody holds the
 //!   listener, so a small process is left behind to answer "continue" until they are gone.
@@ -27,6 +28,7 @@ mod actions;
 mod filter;
 mod modules;
 mod record;
+mod restart;
 mod seccomp;
 mod serve;
 mod stack;

@@ -35,6 +35,12 @@ pub enum Step {
 /// filter without privilege), installs the filter with a new listener, and sends the listener's
 /// descriptor (or the reason it failed) over `sock`. Never fails the `exec`.
 ///
+/// The filter asks that a caller whose notification we have received wait for our answer
+/// through every signal but a fatal one (`SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV`, Linux 5.19),
+/// so that no signal makes the kernel abandon a call we are answering and run it again (see
+/// `restart.rs`); a kernel without it refuses the flag with `EINVAL`, and gets the filter
+/// without it.
+///
 /// # Safety
 /// Only to be called in a forked child before `exec`; `sock` is a connected Unix socket.
 pub unsafe fn install_in_child(prog: &Program, sock: RawFd) {
@@ -47,12 +53,18 @@ pub unsafe fn install_in_child(prog: &Program, sock: RawFd) {
         if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
             (Step::NoNewPrivs, *libc::__errno_location(), -1)
         } else {
-            let fd = libc::syscall(
-                libc::SYS_seccomp,
-                libc::SECCOMP_SET_MODE_FILTER,
-                libc::SECCOMP_FILTER_FLAG_NEW_LISTENER,
-                &fprog as *const libc::sock_fprog,
-            );
+            let install = |flags: libc::c_ulong| {
+                libc::syscall(
+                    libc::SYS_seccomp,
+                    libc::SECCOMP_SET_MODE_FILTER,
+                    libc::SECCOMP_FILTER_FLAG_NEW_LISTENER | flags,
+                    &fprog as *const libc::sock_fprog,
+                )
+            };
+            let mut fd = install(libc::SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV);
+            if fd < 0 && *libc::__errno_location() == libc::EINVAL {
+                fd = install(0);
+            }
             if fd < 0 {
                 (Step::Seccomp, *libc::__errno_location(), -1)
             } else {
@@ -255,9 +267,11 @@ impl Listener {
         unsafe { libc::ioctl(self.raw(), libc::SECCOMP_IOCTL_NOTIF_ID_VALID as _, &id) == 0 }
     }
 
-    /// Answers notification `id`. Failure means its caller is gone; nothing to do then.
-    pub fn answer(&self, id: u64, a: Answer) {
-        answer_raw(self.raw(), id, a);
+    /// Answers notification `id`: whether its caller took the answer. `false` when it no longer
+    /// waits for one (`ENOENT`): it was killed, or (without `WAIT_KILLABLE_RECV`) a signal
+    /// interrupted it, and then the kernel runs the call again.
+    pub fn answer(&self, id: u64, a: Answer) -> bool {
+        answer_raw(self.raw(), id, a)
     }
 
     /// Waits up to `ms` for a notification. `Some(true)`: one is there; `Some(false)`: none yet;
@@ -318,8 +332,8 @@ fn receive_raw(fd: RawFd) -> Option<Notif> {
     (r == 0).then_some(n)
 }
 
-/// Answers notification `id` on listener `fd`. System calls only.
-fn answer_raw(fd: RawFd, id: u64, a: Answer) {
+/// Answers notification `id` on listener `fd`: whether the kernel took it. System calls only.
+fn answer_raw(fd: RawFd, id: u64, a: Answer) -> bool {
     let (val, error, flags) = match a {
         Answer::Continue => (0, 0, libc::SECCOMP_USER_NOTIF_FLAG_CONTINUE as u32),
         Answer::Return(v) => (v, 0, 0),
@@ -332,7 +346,7 @@ fn answer_raw(fd: RawFd, id: u64, a: Answer) {
         flags,
     };
     // SAFETY: the ioctl reads one seccomp_notif_resp.
-    unsafe { libc::ioctl(fd, libc::SECCOMP_IOCTL_NOTIF_SEND as _, &resp) };
+    unsafe { libc::ioctl(fd, libc::SECCOMP_IOCTL_NOTIF_SEND as _, &resp) == 0 }
 }
 
 /// A connected pair of Unix datagram sockets, both close-on-exec (the child's end is used before

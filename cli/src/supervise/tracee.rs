@@ -22,20 +22,35 @@ fn read_proc(id: u32, name: &str) -> Option<Vec<u8>> {
     Some(out)
 }
 
-/// The stack pointer and program counter of thread `tid`, blocked in a system call.
-pub fn registers(tid: u32) -> Option<(u64, u64)> {
-    parse_syscall(&read_proc(tid, "syscall")?)
+/// What `/proc/TID/syscall` tells of a thread.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Registers {
+    /// Asleep in a system call: its stack pointer and program counter.
+    At { sp: u64, pc: u64 },
+    /// Not asleep at this moment (a signal woke it, say).
+    Running,
+    /// Gone, or not ours to read.
+    Unknown,
 }
 
-/// `/proc/TID/syscall` of a blocked thread: the number, six arguments, then sp and pc, in hex.
-fn parse_syscall(text: &[u8]) -> Option<(u64, u64)> {
-    let text = std::str::from_utf8(text).ok()?;
+/// The stack pointer and program counter of thread `tid`, asleep in a system call.
+pub fn registers(tid: u32) -> Registers {
+    read_proc(tid, "syscall").map_or(Registers::Unknown, |t| parse_syscall(&t))
+}
+
+/// `/proc/TID/syscall`: the number, six arguments, then sp and pc, in hex; or `running`.
+fn parse_syscall(text: &[u8]) -> Registers {
+    let text = std::str::from_utf8(text).unwrap_or("");
     let words: Vec<&str> = text.split_whitespace().collect();
-    if words.len() != 9 {
-        return None;
-    }
     let hex = |w: &str| u64::from_str_radix(w.strip_prefix("0x")?, 16).ok();
-    Some((hex(words[7])?, hex(words[8])?))
+    match words[..] {
+        ["running"] => Registers::Running,
+        [_, _, _, _, _, _, _, sp, pc] => match (hex(sp), hex(pc)) {
+            (Some(sp), Some(pc)) => Registers::At { sp, pc },
+            _ => Registers::Unknown,
+        },
+        _ => Registers::Unknown,
+    }
 }
 
 /// What `/proc/TID/status` says about a thread's process.
@@ -207,10 +222,13 @@ mod tests {
     fn syscall_lines() {
         assert_eq!(
             parse_syscall(b"13 0x11 0x7ffc9d0 0x0 0x8 0x0 0x0 0x7ffc9c8 0x41a2bd\n"),
-            Some((0x7ffc9c8, 0x41a2bd))
+            Registers::At {
+                sp: 0x7ffc9c8,
+                pc: 0x41a2bd
+            }
         );
-        assert_eq!(parse_syscall(b"running\n"), None);
-        assert_eq!(parse_syscall(b"-1 0x7ffc 0x41a2\n"), None);
+        assert_eq!(parse_syscall(b"running\n"), Registers::Running);
+        assert_eq!(parse_syscall(b"-1 0x7ffc 0x41a2\n"), Registers::Unknown);
     }
 
     #[test]
