@@ -16,9 +16,10 @@ use crate::config::{self, Config, Mode, Problems};
 use crate::guard::{self, ErrnoGuard};
 use crate::policy::{self, Action, Decision, Disposition};
 use crate::real;
-use crate::report::{self, Event, Kind, Outcome};
+use crate::report::{self, Event, Kind, Note, Outcome};
 use crate::script::{self, Language};
 use crate::signals::{MAX_SIGNAL, SigSet};
+use crate::stack;
 use crate::unwind;
 use core::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use libc::{c_int, c_long, sighandler_t};
@@ -117,6 +118,7 @@ fn before_constructor<R: Ret>(
     keep: impl FnOnce() -> R,
 ) -> R {
     snapshot_initial(SigSet(u64::MAX));
+    guard::first_look();
     let cfg = config::from_process_env(&mut Problems::new());
     match policy::decide(&cfg, req.signo, req.new) {
         Decision::Pass => apply(Apply::AsAsked),
@@ -209,15 +211,26 @@ fn current(signo: c_int) -> Option<Action> {
 
 /// Captures the stacks, renders and writes one event, and keeps it as the cause for a later
 /// `echild` when it is an ignore that took effect. An `inherited` event has no stack to show:
-/// it happened before this program ran.
+/// it happened before this program ran. All of it runs on the event's own stack with signals
+/// held (`stack.rs`).
 fn event(cfg: &Config, kind: Kind, req: &Request, old: Action, new: Action, outcome: Outcome) {
+    let started = if cfg.trace() { report::clock() } else { 0 };
     let shared = guard::in_shared_memory_child();
-    report::with_scratch(|s| {
+    let r = report::with_scratch(|s, frame| {
+        let files = guard::files_allowed();
         let mut language = Language::None;
         if kind != Kind::Inherited {
             unwind::capture(&mut s.backtrace);
             language = script::capture(&mut s.python, &mut s.missing, s.backtrace.frames());
+        } else {
+            // From the reserve, the scratch holds an earlier event's stacks.
+            s.backtrace.len = 0;
+            s.backtrace.truncated = false;
+            s.python.len = 0;
+            s.python.truncated = false;
+            s.missing.clear();
         }
+        let notes = notes(cfg, frame, files);
         let ev = Event {
             kind,
             signo: req.signo,
@@ -230,12 +243,32 @@ fn event(cfg: &Config, kind: Kind, req: &Request, old: Action, new: Action, outc
             language,
             missing: &s.missing,
             cause: None,
+            notes: &notes,
         };
-        let cause_len = report::publish(cfg, &ev, &mut s.text);
+        let cause_len = report::publish(cfg, &ev, &mut s.text, frame, files, started);
         if outcome == Outcome::Logged && cause_len > 0 && !shared && req.signo == libc::SIGCHLD {
             cause::record(s.text.cause.get(..cause_len).unwrap_or(&[]));
         }
     });
+    if let Err(errno) = r {
+        report::unreported(kind, req.via, errno);
+    }
+}
+
+/// What an event says about itself: memory from the reserve, no files opened, no addresses.
+fn notes(cfg: &Config, frame: &stack::Frame, files: bool) -> [Note; 3] {
+    [
+        match frame.source {
+            stack::Source::Reserve(e) => Note::NoMemory(report::Errno(e)),
+            stack::Source::Mapped => Note::None,
+        },
+        if files { Note::None } else { Note::Sandboxed },
+        if cfg.secure {
+            Note::AddressesWithheld
+        } else {
+            Note::None
+        },
+    ]
 }
 
 /// Called by the wait hooks after the real call: a failure with `ECHILD` while SIGCHLD is
@@ -262,11 +295,14 @@ fn echild(via: &'static str) {
     if !now.ignores(libc::SIGCHLD) {
         return;
     }
-    report::with_scratch(|s| {
+    let started = if cfg.trace() { report::clock() } else { 0 };
+    let r = report::with_scratch(|s, frame| {
+        let files = guard::files_allowed();
         let cause_len = cause::read(&mut s.prior_cause);
         unwind::capture(&mut s.backtrace);
         let language = script::capture(&mut s.python, &mut s.missing, s.backtrace.frames());
         let cause = cause_len.and_then(|n| s.prior_cause.get(..n));
+        let notes = notes(cfg, frame, files);
         let ev = Event {
             kind: Kind::Echild,
             signo: libc::SIGCHLD,
@@ -279,9 +315,13 @@ fn echild(via: &'static str) {
             language,
             missing: &s.missing,
             cause,
+            notes: &notes,
         };
-        report::publish(cfg, &ev, &mut s.text);
+        report::publish(cfg, &ev, &mut s.text, frame, files, started);
     });
+    if let Err(errno) = r {
+        report::unreported(Kind::Echild, via, errno);
+    }
 }
 
 // ---- how the process started -----------------------------------------------------------------

@@ -33,8 +33,11 @@ pub enum Format {
     Json,
 }
 
-/// Longest `SIGAUDIT_OUTPUT` path we keep; a longer one is refused (and reported).
-pub const PATH_CAP: usize = 1024;
+/// Longest `SIGAUDIT_OUTPUT` path we keep, as given or once made absolute: the longest path the
+/// system calls take (`PATH_MAX` less its NUL). A longer one is refused (and reported).
+pub const PATH_CAP: usize = 4095;
+/// Longest `SIGAUDIT_SOCKET` name (an abstract Unix socket's name, without its leading `@`).
+pub const SOCKET_CAP: usize = 107;
 
 /// The longest socket path (`sun_path` holds 108 bytes with its NUL).
 pub const SOCKET_PATH_CAP: usize = 107;
@@ -81,6 +84,9 @@ impl Output {
     }
 }
 
+/// Small fields first, so that reading a configuration into the static one touches one page of
+/// it (`repr(C)` keeps this order).
+#[repr(C)]
 pub struct Config {
     pub mode: Mode,
     pub format: Format,
@@ -90,14 +96,21 @@ pub struct Config {
     pub watch_any: SigSet,
     /// Where events go.
     pub output: Output,
-    /// The file's path as given (with `%p` still in it), or a socket's path (empty: the sink's
-    /// default socket).
-    output_path: [u8; PATH_CAP],
     output_len: usize,
+    /// A relative output file path that could not be made absolute at load: the `errno` of why.
+    pub output_unanchored: Option<c_int>,
+    socket_len: usize,
     /// The process runs in secure-execution mode.
     pub secure: bool,
     /// The level of the library's own diagnostics.
     pub log: log::LevelFilter,
+    /// `SIGAUDIT_SOCKET`: the abstract Unix socket of the `sigaudit` command running this
+    /// process tree (empty: none). Set, each process announces itself in its output file at
+    /// load, and records that cannot be written there go to this socket.
+    socket: [u8; SOCKET_CAP],
+    /// The file's path as given (with `%p` still in it) or made absolute, or a socket's path
+    /// (empty: the sink's default socket).
+    output_path: [u8; PATH_CAP],
 }
 
 /// The variables, in one place: name, default, meaning. The README's table follows this list.
@@ -106,6 +119,7 @@ pub const WATCH: &str = "SIGAUDIT_WATCH";
 pub const OUTPUT: &str = "SIGAUDIT_OUTPUT";
 pub const FORMAT: &str = "SIGAUDIT_FORMAT";
 pub const LOG: &str = "SIGAUDIT_LOG";
+pub const SOCKET: &str = "SIGAUDIT_SOCKET";
 
 /// One bad setting: `var` had `value` (cut to fit), `reason`, so `used` applies instead.
 #[derive(Clone, Copy)]
@@ -178,27 +192,48 @@ impl Config {
             watch: SigSet(1 << (libc::SIGCHLD - 1)),
             watch_any: SigSet(0),
             output: Output::Stderr,
-            output_path: [0; PATH_CAP],
             output_len: 0,
+            output_unanchored: None,
+            socket_len: 0,
             secure: false,
             log: log::LevelFilter::Warn,
+            socket: [0; SOCKET_CAP],
+            output_path: [0; PATH_CAP],
         }
     }
 
-    /// Makes a relative output path (a file's or a socket's) absolute against `cwd`, so a later
-    /// `chdir` by the program does not move the report. Keeps the path as it is when it would
-    /// not fit.
-    pub fn anchor_output(&mut self, cwd: &[u8]) {
+    /// Makes a relative output path (a file's or a socket's) absolute against `cwd` (the folder
+    /// the program started in), so that a later `chdir` by the program does not move the report.
+    /// For a file, when `cwd` is an error (the folder is gone, or its path is too long to be
+    /// read) or the result would not fit, notes that it could not be done, so that events say so
+    /// and go to stderr instead of following the program wherever it moves; a socket path is kept
+    /// as it is then.
+    pub fn anchor_output(&mut self, cwd: Result<&[u8], c_int>) {
         let path = self.given_path();
-        if path.is_empty() || path.first() == Some(&b'/') || cwd.is_empty() {
+        if path.is_empty() || path.first() == Some(&b'/') || self.output_unanchored.is_some() {
             return;
         }
-        let total = cwd.len() + 1 + path.len();
-        let cap = match self.output {
-            Output::File => PATH_CAP,
-            _ => SOCKET_PATH_CAP,
+        let file = self.output == Output::File;
+        let cwd = match cwd {
+            Ok(cwd) if cwd.first() == Some(&b'/') => cwd,
+            Ok(_) | Err(_) if !file => return,
+            Ok(_) => {
+                self.output_unanchored = Some(libc::ENOENT);
+                return;
+            }
+            Err(e) => {
+                self.output_unanchored = Some(e);
+                return;
+            }
         };
+        // A trailing slash of the root folder is not doubled.
+        let cwd = if cwd == b"/" { &b""[..] } else { cwd };
+        let total = cwd.len() + 1 + path.len();
+        let cap = if file { PATH_CAP } else { SOCKET_PATH_CAP };
         if total > cap {
+            if file {
+                self.output_unanchored = Some(libc::ENAMETOOLONG);
+            }
             return;
         }
         self.output_path
@@ -210,6 +245,19 @@ impl Config {
             *slash = b'/';
         }
         self.output_len = total;
+    }
+
+    /// The name of the command's abstract socket (without `@`), or `None`.
+    pub fn socket(&self) -> Option<&[u8]> {
+        match self.socket_len {
+            0 => None,
+            n => self.socket.get(..n),
+        }
+    }
+
+    /// `SIGAUDIT_LOG=trace`: each event also says what it cost (its stack, its time).
+    pub fn trace(&self) -> bool {
+        self.log == log::LevelFilter::Trace
     }
 
     /// The path given with `SIGAUDIT_OUTPUT` (a file template or a socket), empty when none.
@@ -248,6 +296,18 @@ impl Config {
         problems: &mut Problems,
     ) -> Config {
         let mut c = Config::default_config();
+        c.read(lookup, secure, problems);
+        c
+    }
+
+    /// Reads the variables into `self` (a default configuration), in place.
+    fn read<'e>(
+        &mut self,
+        lookup: impl Fn(&str) -> Option<&'e [u8]>,
+        secure: bool,
+        problems: &mut Problems,
+    ) {
+        let c = self;
         c.secure = secure;
 
         if let Some(v) = lookup(MODE) {
@@ -282,8 +342,32 @@ impl Config {
             c.parse_output(v, secure, problems);
         }
 
+        if let Some(v) = lookup(SOCKET) {
+            let name = v.strip_prefix(b"@");
+            match name {
+                _ if secure => problems.push(
+                    SOCKET,
+                    v,
+                    "names a destination, which is never used in a setuid/setgid/capability (secure-execution) process",
+                    "none",
+                ),
+                Some(n) if !n.is_empty() && n.len() <= SOCKET_CAP && !n.contains(&0) => {
+                    if let Some(dst) = c.socket.get_mut(..n.len()) {
+                        dst.copy_from_slice(n);
+                        c.socket_len = n.len();
+                    }
+                }
+                _ => problems.push(
+                    SOCKET,
+                    v,
+                    "is not @NAME (an abstract Unix socket, at most 107 bytes)",
+                    "none",
+                ),
+            }
+        }
+
         if let Some(v) = lookup(WATCH) {
-            c.parse_watch(v, problems);
+            c.parse_watch(v, problems, secure);
         }
 
         if let Some(v) = lookup(LOG) {
@@ -310,7 +394,6 @@ impl Config {
                 ),
             }
         }
-        c
     }
 
     fn parse_output(&mut self, v: &[u8], secure: bool, problems: &mut Problems) {
@@ -367,7 +450,7 @@ impl Config {
                 "stderr",
             );
         } else if v.len() > PATH_CAP {
-            problems.push(OUTPUT, v, "is longer than 1024 bytes", "stderr");
+            problems.push(OUTPUT, v, "is longer than 4095 bytes", "stderr");
         } else if v.contains(&0) {
             problems.push(OUTPUT, v, "contains a NUL byte", "stderr");
         } else {
@@ -383,7 +466,7 @@ impl Config {
         }
     }
 
-    fn parse_watch(&mut self, v: &[u8], problems: &mut Problems) {
+    fn parse_watch(&mut self, v: &[u8], problems: &mut Problems, secure: bool) {
         let mut watch = SigSet::default();
         let mut any = SigSet::default();
         // Bad items are reported only when the list still names a signal; when nothing is left,
@@ -431,7 +514,16 @@ impl Config {
                 ),
                 Some(signo) => {
                     watch.insert(signo);
-                    if is_any {
+                    // In a setuid program the unprivileged caller would learn when it changes its
+                    // handlers, and where: only ignores are reported there.
+                    if is_any && secure {
+                        bad.push(
+                            WATCH,
+                            item,
+                            "asks for :any, which is not taken in a setuid/setgid/capability (secure-execution) process",
+                            "ignores only",
+                        );
+                    } else if is_any {
                         any.insert(signo);
                     }
                 }
@@ -494,14 +586,31 @@ pub fn loaded() -> Option<&'static Config> {
     }
 }
 
-/// Stores the configuration for every later hook. Constructor only, once.
-pub fn install(config: Config) {
+/// Reads the configuration from the environment straight into the one every later hook will
+/// use, before publishing it ([`publish`]): a `Config` holds a path of up to 4 KiB, and copies of
+/// it on the constructor's stack would stay resident in every process. Constructor only, once;
+/// `None` if it was already published.
+pub fn load_from_process_env(problems: &mut Problems) -> Option<&'static Config> {
+    if READY.load(Ordering::Acquire) {
+        return None;
+    }
+    // SAFETY: the constructor runs once, and no reader looks before READY is set.
+    let cfg = unsafe { (*LOADED.0.get()).write(Config::default_config()) };
+    let vars = process_vars();
+    cfg.read(|name| lookup(&vars, name), secure_execution(), problems);
+    if needs_anchoring(cfg) {
+        anchor_relative_output(cfg);
+    }
+    Some(cfg)
+}
+
+/// Makes the configuration read by [`load_from_process_env`] the one hooks see.
+pub fn publish() {
     if READY.load(Ordering::Acquire) {
         return;
     }
-    let watch = config.watch;
-    // SAFETY: the constructor runs once, and no reader looks before READY is set.
-    unsafe { (*LOADED.0.get()).write(config) };
+    // SAFETY: written by `load_from_process_env`, which the constructor calls first.
+    let watch = unsafe { (*LOADED.0.get()).assume_init_ref() }.watch;
     READY.store(true, Ordering::Release);
     LOOK_AT.store(look_at(watch), Ordering::Release);
 }
@@ -512,18 +621,39 @@ pub fn secure_execution() -> bool {
     unsafe { libc::getauxval(libc::AT_SECURE) != 0 }
 }
 
-/// Reads our variables from the process environment, in one pass over it (no allocation).
+/// Reads our variables from the process environment, in one pass over it (no allocation), and
+/// makes a relative output path absolute against the current folder.
 pub fn from_process_env(problems: &mut Problems) -> Config {
     let vars = process_vars();
-    let lookup = |name: &str| {
-        let i = NAMES.iter().position(|n| *n == name)?;
-        vars.get(i).copied().flatten()
-    };
-    Config::parse(lookup, secure_execution(), problems)
+    let mut cfg = Config::parse(|name| lookup(&vars, name), secure_execution(), problems);
+    if needs_anchoring(&cfg) {
+        anchor_relative_output(&mut cfg);
+    }
+    cfg
+}
+
+fn lookup(vars: &[Option<&'static [u8]>; NAMES.len()], name: &str) -> Option<&'static [u8]> {
+    let i = NAMES.iter().position(|n| *n == name)?;
+    vars.get(i).copied().flatten()
+}
+
+fn needs_anchoring(cfg: &Config) -> bool {
+    let path = cfg.given_path();
+    !path.is_empty() && !path.starts_with(b"/")
+}
+
+/// Makes a relative `SIGAUDIT_OUTPUT` path (a file's or a socket's) absolute against the working
+/// directory, now (at load). Only a relative path asks for the working directory. Out of line,
+/// so that its 4 KiB buffer is not in its caller's frame: the pages of a frame are touched
+/// (stack probes), and would stay resident in every process.
+#[inline(never)]
+fn anchor_relative_output(cfg: &mut Config) {
+    let mut cwd = [0u8; PATH_CAP + 1];
+    cfg.anchor_output(crate::sys::getcwd(&mut cwd));
 }
 
 /// Every variable, in [`process_vars`]'s order.
-const NAMES: [&str; 5] = [MODE, WATCH, OUTPUT, FORMAT, LOG];
+const NAMES: [&str; 6] = [MODE, WATCH, OUTPUT, FORMAT, LOG, SOCKET];
 
 /// The values of [`NAMES`] in the environment (the first of each, as `getenv` finds it).
 fn process_vars() -> [Option<&'static [u8]>; NAMES.len()] {
@@ -600,10 +730,61 @@ mod tests {
     #[test]
     fn relative_output_is_anchored_at_load() {
         let (mut c, _) = parse(&[(OUTPUT, b"out/%p.log")], false);
-        c.anchor_output(b"/srv/app");
+        c.anchor_output(Ok(b"/srv/app"));
         assert_eq!(c.output_path(), Some(&b"/srv/app/out/%p.log"[..]));
-        c.anchor_output(b"/elsewhere");
+        c.anchor_output(Ok(b"/elsewhere"));
         assert_eq!(c.output_path(), Some(&b"/srv/app/out/%p.log"[..]));
+    }
+
+    /// See: a relative output was silently left relative when the start folder's path was
+    /// longer than 1,024 bytes, and followed the program's `chdir`.
+    #[test]
+    fn a_relative_output_that_cannot_be_anchored_says_why() {
+        let long = vec![b'd'; 4090];
+        let mut cwd = b"/".to_vec();
+        cwd.extend_from_slice(&long);
+        let (mut c, _) = parse(&[(OUTPUT, b"events.%p.jsonl")], false);
+        c.anchor_output(Ok(&cwd));
+        assert_eq!(c.output_unanchored, Some(libc::ENAMETOOLONG));
+        let (mut c, _) = parse(&[(OUTPUT, b"events.%p.jsonl")], false);
+        c.anchor_output(Err(libc::ERANGE));
+        assert_eq!(c.output_unanchored, Some(libc::ERANGE));
+        // 3,000 bytes of folder are fine now.
+        let (mut c, _) = parse(&[(OUTPUT, b"e.log")], false);
+        c.anchor_output(Ok(&cwd[..3000]));
+        assert_eq!(c.output_path().map(<[u8]>::len), Some(3006));
+    }
+
+    #[test]
+    fn the_command_socket_is_an_abstract_name() {
+        let (c, said) = parse(&[(SOCKET, b"@sigaudit-1-2")], false);
+        assert!(said.is_empty());
+        assert_eq!(c.socket(), Some(&b"sigaudit-1-2"[..]));
+        for bad in [&b"/tmp/sock"[..], b"@", b""] {
+            let (c, said) = parse(&[(SOCKET, bad)], false);
+            assert_eq!(c.socket(), None);
+            assert_eq!(said.len(), 1, "{said:?}");
+        }
+        let (c, said) = parse(&[(SOCKET, b"@x")], true);
+        assert_eq!(c.socket(), None);
+        assert!(said[0].contains("secure-execution"), "{said:?}");
+    }
+
+    /// See: with the library in /etc/ld.so.preload the unprivileged caller chose `:any` watches
+    /// of a setuid program (`SIGAUDIT_WATCH=TERM:any`).
+    #[test]
+    fn secure_mode_refuses_any_watches_but_keeps_the_signal() {
+        let (c, said) = parse(&[(WATCH, b"TERM:any,CHLD")], true);
+        assert_eq!(
+            c.watch.iter().collect::<Vec<_>>(),
+            vec![libc::SIGTERM, libc::SIGCHLD]
+        );
+        assert!(c.watch_any.is_empty());
+        assert_eq!(said.len(), 1);
+        assert!(
+            said[0].contains(":any") && said[0].contains("secure-execution"),
+            "{said:?}"
+        );
     }
 
     #[test]
@@ -692,13 +873,13 @@ mod tests {
         }
         // A relative socket path is anchored where the program started, if it still fits.
         let (mut c, _) = parse(&[(OUTPUT, b"journal:run/socket")], false);
-        c.anchor_output(b"/srv/app");
+        c.anchor_output(Ok(b"/srv/app"));
         assert_eq!(
             c.output_socket(),
             Some((Output::Journal, &b"/srv/app/run/socket"[..]))
         );
         let (mut c, _) = parse(&[(OUTPUT, b"syslog:log")], false);
-        c.anchor_output(&[b'd'; 200]);
+        c.anchor_output(Ok(&[b'd'; 200]));
         assert_eq!(c.output_socket(), Some((Output::Syslog, &b"log"[..])));
     }
 
@@ -859,6 +1040,7 @@ mod tests {
             }
             if secure {
                 assert_eq!(c.mode, Mode::Log);
+                assert!(c.watch_any.is_empty() && c.socket().is_none());
             }
             // More than fit are counted (and said so), never lost silently.
             assert!(problems.dropped == 0 || problems.iter().count() == 8);

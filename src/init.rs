@@ -2,7 +2,7 @@
 //! before `main`, so the hooks need none of it.
 
 use crate::audit;
-use crate::config::{self, Config, Problems};
+use crate::config::{self, Problems};
 use crate::diag;
 use crate::guard;
 use crate::objects;
@@ -10,24 +10,29 @@ use crate::perl;
 use crate::real::{self, Need};
 use crate::report;
 use crate::shell;
-use libc::{c_int, c_void};
+use libc::{c_char, c_int, c_void};
 
 /// Runs when the dynamic loader initialises this library: after the libraries it depends on,
 /// possibly after other preloaded or linked libraries whose constructors already called hooks
 /// (see `audit::before_constructor`).
 #[used]
 #[unsafe(link_section = ".init_array")]
-static CONSTRUCTOR: extern "C" fn() = constructor;
+static CONSTRUCTOR: extern "C" fn(c_int, *const *const c_char, *const *const c_char) = constructor;
 
-extern "C" fn constructor() {
-    guard::set_owner_pid();
+/// glibc calls `.init_array` functions with `argc`, `argv` and `envp`.
+extern "C" fn constructor(argc: c_int, argv: *const *const c_char, _envp: *const *const c_char) {
+    guard::first_look();
     report::note_load_pid();
-    report::note_stderr();
+    // SAFETY: glibc passes the program's own argc and argv.
+    unsafe { report::note_arguments(argc, argv) };
     let mut problems = Problems::new();
-    let mut cfg = config::from_process_env(&mut problems);
+    // Read in place into the configuration hooks will use (a `Config` holds a 4 KiB path: copies
+    // of it on this stack would be pages touched in every exec); relative paths anchored.
+    let Some(cfg) = config::load_from_process_env(&mut problems) else {
+        return;
+    };
     // Diagnostics first, so that what the set-up below logs (with SIGAUDIT_LOG) is shown.
-    diag::start(&cfg);
-    anchor_relative_output(&mut cfg);
+    diag::start(cfg);
     let level = cfg.log;
     real::resolve_all(|entry| {
         debug_assert_eq!(entry.need, Need::Required);
@@ -37,8 +42,8 @@ extern "C" fn constructor() {
             entry.name
         );
     });
-    diag::problems(&problems, &cfg);
-    diag::loaded(&cfg);
+    diag::problems(&problems, cfg);
+    diag::loaded(cfg);
     objects::shared_lookups(|| {
         perl::init();
         shell::init();
@@ -53,10 +58,9 @@ extern "C" fn constructor() {
             objects::own_code().0 as *const c_void,
         )
     };
-    config::install(cfg);
-    if let Some(cfg) = config::loaded() {
-        audit::check_inherited(cfg);
-    }
+    config::publish();
+    report::announce(cfg);
+    audit::check_inherited(cfg);
 }
 
 unsafe extern "C" {
@@ -68,23 +72,4 @@ unsafe extern "C" {
         child: Option<extern "C" fn()>,
         dso_handle: *const c_void,
     ) -> c_int;
-}
-
-/// Makes a relative `SIGAUDIT_OUTPUT` path (a file's or a socket's) absolute against the working
-/// directory at load.
-///
-/// Only a relative path asks for the working directory, and `getcwd` writes into a stack buffer:
-/// `std::env::current_dir` would be the process's first heap allocation (malloc's set-up:
-/// `getrandom`, two `brk` and a page fault), about 10 µs added to every exec although the default
-/// output, stderr, needs no directory at all.
-fn anchor_relative_output(cfg: &mut Config) {
-    let path = cfg.given_path();
-    if path.is_empty() || path.starts_with(b"/") {
-        return;
-    }
-    // A longer path could not be anchored anyway.
-    let mut cwd = [0u8; config::PATH_CAP];
-    if let Some(dir) = crate::sys::getcwd(&mut cwd) {
-        cfg.anchor_output(dir);
-    }
 }

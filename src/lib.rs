@@ -22,10 +22,12 @@
 //! constructor. So no hooked path allocates from the heap, takes a lock, waits on a once-cell or
 //! panics (`panic = "abort"` is set for every profile, and nothing on those paths unwraps).
 //! Shared state is atomics only: the resolved symbol table, the loaded configuration (published
-//! once), the output descriptor, and the cause record (a sequence lock that never waits). Events
-//! are built in a private `mmap` area and written with one `write(2)`. `errno` is saved and
-//! restored around everything we do, and the real call's return value, `errno` and old action
-//! reach the caller untouched.
+//! once), what stderr was at the first look, and the cause record (a sequence lock that never
+//! waits). An event runs on a stack of its own, in memory mapped for it (and kept for the next),
+//! with every signal blocked (`stack.rs`), and its record is written in one write that never
+//! blocks (`report/sink.rs`).
+//! `errno` is saved and restored around everything we do, and the real call's return value,
+//! `errno` and old action reach the caller untouched.
 //!
 //! The library is `#![no_std]` and allocates nothing anywhere. Locks are confined to the
 //! constructor, which runs in an ordinary context before `main` (`__register_atfork`, and
@@ -68,6 +70,7 @@ mod report;
 mod script;
 mod shell;
 mod signals;
+mod stack;
 mod symbols;
 mod sys;
 mod unwind;

@@ -208,7 +208,9 @@ pub fn capture(stack: &mut PyStack, missing: &mut Missing) {
     let name = name.get(..n).unwrap_or(&[]);
     // The frame slot is free (there are no frames): the command line is read into it.
     let scratch = &mut stack.frames[0].file;
-    let len = crate::report::read_file(b"/proc/self/cmdline\0", scratch);
+    // From memory: an event must open nothing a sandboxed program may have forbidden.
+    let len = crate::report::arguments(scratch)
+        .unwrap_or_else(|| crate::report::read_file(b"/proc/self/cmdline\0", scratch));
     let (command_string, zero) = shell_args(scratch.get(..len).unwrap_or(&[]));
     let (reason, why): (&str, &[u8]) = match (state, read) {
         (State::Bash, Read::NoSource(line)) if command_string => {

@@ -214,15 +214,6 @@ pub fn readlink(path: &core::ffi::CStr, buf: &mut [u8]) -> Result<usize, c_int> 
     })
 }
 
-/// The working directory, without its NUL, written into `buf`.
-pub fn getcwd(buf: &mut [u8]) -> Option<&[u8]> {
-    // SAFETY: `buf` is writable for its length.
-    let n = result(unsafe { call(libc::SYS_getcwd, args!(buf.as_mut_ptr(), buf.len())) }).ok()?;
-    // The kernel returns the length with the NUL; an unreachable directory starts with '('.
-    let path = buf.get(..n.checked_sub(1)?)?;
-    path.starts_with(b"/").then_some(path)
-}
-
 /// A socket (`socket(2)`).
 pub fn socket(domain: c_int, kind: c_int, protocol: c_int) -> Result<c_int, c_int> {
     // SAFETY: no memory is passed.
@@ -302,15 +293,6 @@ fn clock(id: libc::clockid_t) -> (i64, i64) {
     (ts.tv_sec, ts.tv_nsec)
 }
 
-/// The calling thread's alternate signal stack.
-pub fn sigaltstack() -> Option<libc::stack_t> {
-    let mut ss = core::mem::MaybeUninit::<libc::stack_t>::zeroed();
-    // SAFETY: a NULL new stack only reads the current one into `ss`.
-    let r = unsafe { call(libc::SYS_sigaltstack, args!(0, ss.as_mut_ptr())) };
-    // SAFETY: zeroed, and filled by the kernel on success.
-    result(r).ok().map(|_| unsafe { ss.assume_init() })
-}
-
 /// Copies `len` bytes at `from` in our own memory to `to`, failing (EFAULT) instead of faulting
 /// where `from` is not readable: how many bytes were copied.
 ///
@@ -378,6 +360,278 @@ pub fn unblock(set: &libc::sigset_t) -> Result<libc::sigset_t, c_int> {
     };
     // SAFETY: zeroed, and its first word filled by the kernel on success.
     result(r).map(|_| unsafe { was.assume_init() })
+}
+
+// ---- for the event path (issue 9) ------------------------------------------------------------
+
+/// The working directory, without its NUL, written into `buf`; the `errno` when it cannot be
+/// had (`ERANGE`: its path is longer than `buf`; `ENOENT`: it was removed or is unreachable).
+pub fn getcwd(buf: &mut [u8]) -> Result<&[u8], c_int> {
+    // SAFETY: `buf` is writable for its length.
+    let n = result(unsafe { call(libc::SYS_getcwd, args!(buf.as_mut_ptr(), buf.len())) })?;
+    // The kernel returns the length with the NUL; an unreachable directory starts with '('.
+    let path = buf
+        .get(..n.checked_sub(1).ok_or(libc::ENOENT)?)
+        .ok_or(libc::ENOENT)?;
+    if path.starts_with(b"/") {
+        Ok(path)
+    } else {
+        Err(libc::ENOENT)
+    }
+}
+
+/// An anonymous private mapping of `len` bytes with no swap reserved for it (a stack, of which
+/// only the pages touched are ever memory); the `errno` when it cannot be had.
+pub fn map_noreserve(len: usize) -> Result<*mut c_void, c_int> {
+    // SAFETY: a new mapping where the kernel chooses.
+    let r = unsafe {
+        call(
+            libc::SYS_mmap,
+            args!(
+                0,
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+                -1i64,
+                0
+            ),
+        )
+    };
+    result(r).map(|a| a as *mut c_void)
+}
+
+/// `mprotect(2)`.
+///
+/// # Safety
+/// `[addr, addr + len)` is a mapping of ours.
+pub unsafe fn mprotect(addr: *mut c_void, len: usize, prot: c_int) -> Result<(), c_int> {
+    // SAFETY: per the contract.
+    result(unsafe { call(libc::SYS_mprotect, args!(addr, len, prot)) }).map(|_| ())
+}
+
+/// Whether the page at `addr` (page-aligned, ours) is resident (`mincore(2)`).
+pub fn resident(addr: *mut c_void, page: usize) -> bool {
+    let mut vec = 0u8;
+    // SAFETY: one page, one byte of result.
+    let r = unsafe { call(libc::SYS_mincore, args!(addr, page, &mut vec as *mut u8)) };
+    result(r).is_ok() && vec & 1 == 1
+}
+
+/// `prctl(PR_GET_SECCOMP)`: 0 none, 2 a filter. (In strict mode it would kill the process, but
+/// there the program could not have made the call that brought us here either.)
+pub fn seccomp_mode() -> c_int {
+    // SAFETY: a query with no pointer argument.
+    result(unsafe { call(libc::SYS_prctl, args!(libc::PR_GET_SECCOMP, 0, 0, 0, 0)) })
+        .map_or(0, |m| m as c_int)
+}
+
+/// A signal set of every signal but glibc's two internal ones (32, 33: thread cancellation and
+/// `setxid`, which glibc never lets a program block).
+pub fn all_signals() -> libc::sigset_t {
+    // SAFETY: all-zero bytes are a valid set.
+    let mut set = unsafe { core::mem::zeroed::<libc::sigset_t>() };
+    // SAFETY: the first 8 bytes of glibc's sigset_t are the kernel's 64-bit set.
+    unsafe { *(&mut set as *mut libc::sigset_t as *mut u64) = !((1u64 << 31) | (1u64 << 32)) };
+    set
+}
+
+/// Blocks the signals of `set` for this thread; returns the mask it had.
+pub fn block(set: &libc::sigset_t) -> Result<libc::sigset_t, c_int> {
+    mask(libc::SIG_BLOCK, set)
+}
+
+/// Sets this thread's signal mask to `set`.
+pub fn set_mask(set: &libc::sigset_t) {
+    let _ = mask(libc::SIG_SETMASK, set);
+}
+
+fn mask(how: c_int, set: &libc::sigset_t) -> Result<libc::sigset_t, c_int> {
+    let mut was = core::mem::MaybeUninit::<libc::sigset_t>::zeroed();
+    // SAFETY: valid sets of at least the kernel's size (8 bytes).
+    let r = unsafe {
+        call(
+            libc::SYS_rt_sigprocmask,
+            args!(how, set as *const libc::sigset_t, was.as_mut_ptr(), 8),
+        )
+    };
+    // SAFETY: zeroed, and its first word filled by the kernel on success.
+    result(r).map(|_| unsafe { was.assume_init() })
+}
+
+/// Whether signal `signo` (1-64) is in `set`.
+pub fn has_signal(set: &libc::sigset_t, signo: c_int) -> bool {
+    // SAFETY: the first 8 bytes of glibc's sigset_t are the kernel's 64-bit set.
+    let bits = unsafe { *(set as *const libc::sigset_t as *const u64) };
+    (1..=64).contains(&signo) && bits & (1u64 << (signo - 1)) != 0
+}
+
+/// The signals pending for this thread or the process.
+pub fn pending() -> libc::sigset_t {
+    // SAFETY: all-zero bytes are a valid set.
+    let mut set = unsafe { core::mem::zeroed::<libc::sigset_t>() };
+    // SAFETY: the kernel writes 8 bytes into `set`, which is larger.
+    unsafe {
+        call(
+            libc::SYS_rt_sigpending,
+            args!(&mut set as *mut libc::sigset_t, 8),
+        )
+    };
+    set
+}
+
+/// Takes signal `signo` if it is pending, without waiting (a zero time-out).
+pub fn take_pending(signo: c_int) {
+    // SAFETY: all-zero bytes are a valid set.
+    let mut set = unsafe { core::mem::zeroed::<libc::sigset_t>() };
+    if !(1..=64).contains(&signo) {
+        return;
+    }
+    // SAFETY: the first 8 bytes of glibc's sigset_t are the kernel's 64-bit set.
+    unsafe { *(&mut set as *mut libc::sigset_t as *mut u64) = 1u64 << (signo - 1) };
+    let zero = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: valid set and time-out; no siginfo is asked for.
+    unsafe {
+        call(
+            libc::SYS_rt_sigtimedwait,
+            args!(
+                &set as *const libc::sigset_t,
+                0,
+                &zero as *const libc::timespec,
+                8
+            ),
+        )
+    };
+}
+
+/// `ioctl(2)` with a pointer argument.
+///
+/// # Safety
+/// `arg` is what `request` wants.
+pub unsafe fn ioctl(fd: c_int, request: libc::Ioctl, arg: *mut c_void) -> Result<c_int, c_int> {
+    // SAFETY: per the contract.
+    result(unsafe { call(libc::SYS_ioctl, args!(fd, request, arg)) }).map(|r| r as c_int)
+}
+
+/// Whether `fd` is a terminal (`TCGETS` succeeds on it).
+pub fn isatty(fd: c_int) -> bool {
+    let mut termios = [0u8; 64];
+    // SAFETY: TCGETS writes a `struct termios` (60 bytes) into the buffer.
+    unsafe { ioctl(fd, libc::TCGETS, termios.as_mut_ptr() as *mut c_void).is_ok() }
+}
+
+/// The bytes queued in pipe `fd` (`FIONREAD`).
+pub fn queued(fd: c_int) -> Result<usize, c_int> {
+    let mut n: c_int = 0;
+    // SAFETY: FIONREAD writes one int.
+    unsafe { ioctl(fd, libc::FIONREAD, &mut n as *mut c_int as *mut c_void) }
+        .map(|_| n.max(0) as usize)
+}
+
+/// The soft limit of `resource`, `RLIM64_INFINITY` when there is none (or it cannot be read).
+pub fn soft_limit(resource: libc::__rlimit_resource_t) -> u64 {
+    // SAFETY: a zeroed rlimit is valid; prlimit64 writes into it.
+    let mut lim = unsafe { core::mem::zeroed::<libc::rlimit64>() };
+    // SAFETY: this process (0), no new limit, a valid out-pointer.
+    let r = unsafe {
+        call(
+            libc::SYS_prlimit64,
+            args!(0, resource, 0, &mut lim as *mut libc::rlimit64),
+        )
+    };
+    if result(r).is_ok() {
+        lim.rlim_cur
+    } else {
+        libc::RLIM64_INFINITY
+    }
+}
+
+/// `lseek(fd, offset, whence)`: the new position.
+pub fn lseek(fd: c_int, offset: i64, whence: c_int) -> Result<i64, c_int> {
+    // SAFETY: no memory is passed.
+    result(unsafe { call(libc::SYS_lseek, args!(fd, offset, whence)) }).map(|p| p as i64)
+}
+
+/// `ftruncate(2)`.
+pub fn ftruncate(fd: c_int, len: i64) -> Result<(), c_int> {
+    // SAFETY: no memory is passed.
+    result(unsafe { call(libc::SYS_ftruncate, args!(fd, len)) }).map(|_| ())
+}
+
+/// `pwritev2(fd, [bytes], -1, flags)`: a write at the current position with `RWF_*` flags; how
+/// much was written.
+pub fn pwritev2(fd: c_int, bytes: &[u8], flags: c_int) -> Result<usize, c_int> {
+    let iov = libc::iovec {
+        iov_base: bytes.as_ptr() as *mut c_void,
+        iov_len: bytes.len(),
+    };
+    // SAFETY: one iovec over `bytes`; offset -1 (low half -1, high half 0) is the current
+    // position, the only one a pipe has.
+    result(unsafe {
+        call(
+            libc::SYS_pwritev2,
+            args!(fd, &iov as *const libc::iovec, 1, -1i64, 0, flags),
+        )
+    })
+}
+
+/// `send(fd, bytes, flags)`: how much was sent.
+pub fn send(fd: c_int, bytes: &[u8], flags: c_int) -> Result<usize, c_int> {
+    // SAFETY: `bytes` is readable for its length; no address.
+    result(unsafe {
+        call(
+            libc::SYS_sendto,
+            args!(fd, bytes.as_ptr(), bytes.len(), flags, 0, 0),
+        )
+    })
+}
+
+/// `kcmp(2)`: 0 when `pid1`'s resource of `kind` (`idx1`) is `pid2`'s (`idx2`), 1 to 3 when
+/// not; an `errno` when it cannot be asked.
+pub fn kcmp(
+    pid1: c_int,
+    pid2: c_int,
+    kind: c_int,
+    idx1: usize,
+    idx2: usize,
+) -> Result<usize, c_int> {
+    // SAFETY: no memory is passed.
+    result(unsafe { call(libc::SYS_kcmp, args!(pid1, pid2, kind, idx1, idx2)) })
+}
+
+/// Whether `fd` takes output now (`ppoll` with a zero time-out says `POLLOUT`).
+pub fn writable_now(fd: c_int) -> bool {
+    let mut p = libc::pollfd {
+        fd,
+        events: libc::POLLOUT,
+        revents: 0,
+    };
+    let zero = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: one valid pollfd and a zero time-out (never waits); no signal mask.
+    let r = unsafe {
+        call(
+            libc::SYS_ppoll,
+            args!(
+                &mut p as *mut libc::pollfd,
+                1,
+                &zero as *const libc::timespec,
+                0,
+                0
+            ),
+        )
+    };
+    result(r) == Ok(1) && p.revents & libc::POLLOUT != 0
+}
+
+/// `CLOCK_MONOTONIC` in nanoseconds.
+pub fn monotonic_ns() -> u64 {
+    let (secs, nanos) = clock(libc::CLOCK_MONOTONIC);
+    secs as u64 * 1_000_000_000 + nanos as u64
 }
 
 #[cfg(test)]

@@ -398,3 +398,75 @@ fn secure_execution_takes_no_file_and_no_veto_from_the_environment() {
         "the test leaked into the real /etc/ld.so.preload"
     );
 }
+
+/// See: with the library in /etc/ld.so.preload, a setuid program's reports gave its absolute code
+/// and libc addresses, which the unprivileged caller cannot read from `/proc/PID/maps`: address
+/// randomization of every setuid program was defeated. And the caller chose `:any` watches.
+#[test]
+fn secure_execution_withholds_addresses_and_refuses_any_watches() {
+    let dir = Dir::new("secure-addresses");
+    let program = driver(&dir);
+    let Some(run) = run_setuid_with_system_preload(
+        &dir,
+        &program,
+        &[
+            ("SIGAUDIT_FORMAT", "json"),
+            ("SIGAUDIT_WATCH", "CHLD,TERM:any"),
+        ],
+    ) else {
+        return;
+    };
+    let run = run.success();
+    let events = run.events();
+    let ignores = of_kind(&events, "ignore");
+    assert_eq!(ignores.len(), 1, "{run}");
+    let frames = ignores[0]["backtrace"].as_array().unwrap();
+    assert!(!frames.is_empty(), "{run}");
+    for f in frames {
+        assert!(f.get("addr").is_none(), "an address was given\n{run}");
+    }
+    // Module and offset are enough for `sigaudit symbolize`, and the caller is still named.
+    assert!(
+        s(&frames[0], "symbol").starts_with("ignore_sigchld+"),
+        "{run}"
+    );
+    assert!(!s(&frames[0], "offset").is_empty(), "{run}");
+    let reasons: Vec<&str> = ignores[0]["notes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| s(n, "reason"))
+        .collect();
+    assert!(reasons.contains(&"secure-execution"), "{run}");
+    // The echild cause's frame has no address either.
+    let echild = of_kind(&events, "echild");
+    assert_eq!(echild.len(), 1, "{run}");
+    assert!(echild[0]["cause"]["native"].get("addr").is_none(), "{run}");
+    assert!(
+        diagnostics(&run, "SIGAUDIT_WATCH")
+            .iter()
+            .any(|l| l.contains(":any") && l.contains("secure-execution")),
+        "{run}"
+    );
+    // In text, the frames show no address either.
+    let run = run_setuid_with_system_preload(&dir, &program, &[])
+        .unwrap()
+        .success();
+    let frame_lines: Vec<&str> = run
+        .stderr
+        .lines()
+        .filter(|l| l.trim_start().starts_with('#'))
+        .collect();
+    assert!(!frame_lines.is_empty(), "{run}");
+    // "#0  ignore_sigchld+0x13 (/path/suid-driver+0x11ac)", not "#0  0x55d2... ignore_...".
+    for line in frame_lines {
+        let after = line.trim_start().trim_start_matches('#');
+        let after = after
+            .trim_start_matches(|c: char| c.is_ascii_digit())
+            .trim_start();
+        assert!(
+            !after.starts_with("0x"),
+            "an absolute address in {line:?}\n{run}"
+        );
+    }
+}

@@ -10,6 +10,11 @@
 //! is reaped, so a forwarded signal never reaches a recycled pid. A signal that arrives before
 //! the child exists is kept and sent once it does. A signal that was ignored when sigaudit
 //! started is left ignored, so the command inherits that as it would without us (`nohup`, `&`).
+//!
+//! Once the child is gone, there is no one to pass a signal to: it is sigaudit's own to obey.
+//! The handler stays and only notes it ([`Forwarding::restore`] returns it), so that sigaudit
+//! stops what it is doing, removes its folder, and then dies of that signal, as a killed
+//! command would: never stuck, never leaving its folder behind.
 
 use libc::c_int;
 use std::sync::atomic::{AtomicI32, Ordering};
@@ -20,6 +25,8 @@ const SIGNALS: [c_int; 4] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SI
 static CHILD: AtomicI32 = AtomicI32::new(0);
 /// A signal received before the child existed.
 static PENDING: AtomicI32 = AtomicI32::new(0);
+/// A signal received after the child was gone: sigaudit ends with it.
+static TERMINATE: AtomicI32 = AtomicI32::new(0);
 
 extern "C" fn on_signal(sig: c_int, info: *mut libc::siginfo_t, _ctx: *mut libc::c_void) {
     // SAFETY: errno is thread-local; we only read and restore it.
@@ -27,14 +34,13 @@ extern "C" fn on_signal(sig: c_int, info: *mut libc::siginfo_t, _ctx: *mut libc:
     // SAFETY: for an SA_SIGINFO handler the kernel passes a valid siginfo_t (checked for null
     // all the same).
     let from_terminal = !info.is_null() && unsafe { (*info).si_code } == libc::SI_KERNEL;
-    if !from_terminal {
-        match CHILD.load(Ordering::SeqCst) {
-            0 => PENDING.store(sig, Ordering::SeqCst),
-            pid if pid > 0 => {
-                // SAFETY: kill is async-signal-safe; pid is our unreaped child.
-                unsafe { libc::kill(pid, sig) };
-            }
-            _ => {}
+    match CHILD.load(Ordering::SeqCst) {
+        -1 => TERMINATE.store(sig, Ordering::SeqCst),
+        _ if from_terminal => {}
+        0 => PENDING.store(sig, Ordering::SeqCst),
+        pid => {
+            // SAFETY: kill is async-signal-safe; pid is our unreaped child.
+            unsafe { libc::kill(pid, sig) };
         }
     }
     // SAFETY: as above.
@@ -86,14 +92,38 @@ impl Forwarding {
         }
     }
 
-    /// The child has exited (not yet reaped): stop forwarding, and put the old dispositions back
-    /// so that Ctrl-C during the summary stops sigaudit as usual.
-    pub fn finish(self) {
+    /// The child has exited (not yet reaped): stop forwarding; a signal from now on ends sigaudit
+    /// (see [`terminating`]).
+    pub fn finish(&self) {
+        CHILD.store(-1, Ordering::SeqCst);
+    }
+
+    /// Puts the old dispositions back; returns the signal that came for sigaudit itself after the
+    /// child was gone, for the caller to die of once it has cleaned up.
+    pub fn restore(self) -> Option<c_int> {
         CHILD.store(-1, Ordering::SeqCst);
         for (sig, old) in &self.saved {
             // SAFETY: restores an action read from the kernel earlier.
             unsafe { libc::sigaction(*sig, old, std::ptr::null_mut()) };
         }
+        terminating()
+    }
+}
+
+/// A signal that came for sigaudit itself (after the child was gone), if one did.
+pub fn terminating() -> Option<c_int> {
+    match TERMINATE.load(Ordering::SeqCst) {
+        0 => None,
+        sig => Some(sig),
+    }
+}
+
+/// Dies of `sig` as if it had never been caught (its disposition is the default again).
+pub fn die_of(sig: c_int) {
+    // SAFETY: resets one disposition and raises the signal in this process.
+    unsafe {
+        libc::signal(sig, libc::SIG_DFL);
+        libc::raise(sig);
     }
 }
 

@@ -7,7 +7,7 @@
 //! the built `.so` at run time (`library.rs`) and only hands it to the command.
 //!
 //! Files: `args.rs` (command line), `library.rs` (finding the `.so`), `run.rs` (environment,
-//! spawn, wait, record files), `forward.rs` (passing signals on), `record.rs` (reading a record,
+//! spawn, wait), `collect.rs` (reading the records, knowing what may be lost), `forward.rs` (passing signals on), `record.rs` (reading a record,
 //! choosing the frame to blame), `preflight.rs` (a command the library cannot enter), `text.rs` (records for people), `summary.rs`, `symbolize.rs`
 //! (DWARF lookups), `debuginfod.rs` (debug files from servers), `signals.rs` (names),
 //! `supervise/` (`--supervise`: the seccomp supervisor), `input.rs` (reading stored records: the
@@ -15,6 +15,7 @@
 //! processes and names), `report.rs` (`sigaudit report`).
 
 mod args;
+mod collect;
 mod counts;
 mod debuginfod;
 mod forward;

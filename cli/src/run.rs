@@ -2,25 +2,27 @@
 //! wait (with signals passed on), showing records as they come, and the exit status.
 //!
 //! Every audited process writes JSON records to its own file `events.<pid>.jsonl` in a folder
-//! that only we can read (mode 0700, under `$TMPDIR`). While the command runs, new complete lines
-//! are picked up every 25 ms, symbolized here, and shown on stderr (or written to `-o PATH`),
-//! readable or as JSON; after it ends they feed the summary and the folder is removed. A process
-//! that is still running after the command has exited, and reports later, falls back to its own
-//! stderr (the library says so).
+//! that only we can read (mode 0700, under `$TMPDIR`), and announces itself with a `loaded`
+//! record in `events.loaded.jsonl`; what it cannot write there goes to our socket
+//! (`collect.rs`). While the command runs, new complete lines are picked up every 25 ms,
+//! symbolized here, and shown on stderr (or written to `-o PATH`), readable or as JSON; after it
+//! ends they feed the summary and the folder is removed. A process that is still running after
+//! the command has exited, and reports later, falls back to its own stderr (the library says so).
+//! A folder left by a run that was killed (`SIGKILL`) is removed by the next run.
 
 use crate::args::RunOptions;
+use crate::collect::{self, Collector};
 use crate::forward::{self, Forwarding};
 use crate::library;
 use crate::preflight;
 use crate::supervise;
-use crate::symbolize::{self, Symbolizer};
-use crate::{record, signals, summary, text};
+use crate::symbolize::Symbolizer;
+use crate::{signals, summary, text};
 use serde_json::Value;
-use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::fs::File;
-use std::io::{Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -56,14 +58,22 @@ pub fn main(opts: &RunOptions) -> i32 {
             return EXIT_FAILED;
         }
     };
+    let mut collector = match Collector::new(&dir.0) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("sigaudit: cannot read {}: {e}", dir.0.display());
+            return EXIT_FAILED;
+        }
+    };
     let supervision = opts
         .supervise
         .then(|| supervise_prepare(opts, &dir.0))
         .flatten();
-    if let Some(why) = preflight::unaudited(&opts.command[0], supervision.is_some()) {
+    let unaudited = preflight::unaudited(&opts.command[0], supervision.is_some());
+    if let Some(why) = &unaudited {
         eprintln!("sigaudit: note: {why}");
     }
-    let mut cmd = command(opts, &lib, &dir.0);
+    let mut cmd = command(opts, &lib, &dir.0, collector.socket_name());
     if let Some(s) = &supervision {
         s.attach(&mut cmd);
     }
@@ -71,7 +81,7 @@ pub fn main(opts: &RunOptions) -> i32 {
     let mut child = match cmd.spawn() {
         Ok(child) => child,
         Err(e) => {
-            forwarding.finish();
+            let _ = forwarding.restore();
             return cannot_start(&opts.command[0], &e);
         }
     };
@@ -82,10 +92,9 @@ pub fn main(opts: &RunOptions) -> i32 {
             .ok()
     });
 
-    let mut tail = Tail::new(dir.0.clone());
     let mut sym = Symbolizer::new();
     while !forward::has_exited(child.id()) {
-        tail.drain(|rec| sink.show(rec, &mut sym));
+        collector.drain(|rec| sink.show(rec, &mut sym));
         std::thread::sleep(POLL);
     }
     forwarding.finish();
@@ -93,7 +102,11 @@ pub fn main(opts: &RunOptions) -> i32 {
     if let Some(s) = supervisor {
         s.finish();
     }
-    tail.drain(|rec| sink.show(rec, &mut sym));
+    // A signal for sigaudit itself from here on (the child is gone): stop, clean up, die of it.
+    if forward::terminating().is_none() {
+        collector.drain(|rec| sink.show(rec, &mut sym));
+        collector.finish();
+    }
     let (code, killed_by) = match status {
         Ok(s) => match (s.code(), s.signal()) {
             (Some(c), _) => (c, None),
@@ -106,10 +119,20 @@ pub fn main(opts: &RunOptions) -> i32 {
         }
     };
     sink.finish();
-    if !opts.quiet {
-        let mut records = tail.records;
-        records.sort_by(by_time);
-        let mut report = summary::render(&records, &opts.watch, opts.output.as_deref());
+    // Whether the library could load in the command at all (a static or setuid one says so
+    // before the run, or is seen by --supervise instead).
+    let loadable = unaudited.is_none() && preflight::unaudited(&opts.command[0], false).is_none();
+    collector.check_root(child.id() as i64, loadable);
+    if !opts.quiet && forward::terminating().is_none() {
+        let processes = collector.audited_count();
+        let mut records = std::mem::take(&mut collector.records);
+        records.sort_by(collect::by_time);
+        let audit = summary::Audit {
+            processes,
+            losses: collector.losses(),
+            notes: collector.rescued(),
+        };
+        let mut report = summary::render(&records, &opts.watch, opts.output.as_deref(), &audit);
         if let Some(n) = killed_by {
             report.push_str(&format!(
                 "sigaudit: the command was ended by {} (exit status {code})\n",
@@ -117,6 +140,11 @@ pub fn main(opts: &RunOptions) -> i32 {
             ));
         }
         let _ = std::io::stderr().write_all(report.as_bytes());
+    }
+    drop(collector);
+    drop(dir);
+    if let Some(sig) = forwarding.restore() {
+        forward::die_of(sig);
     }
     code
 }
@@ -138,7 +166,7 @@ fn supervise_prepare(opts: &RunOptions, dir: &Path) -> Option<supervise::Prepare
 
 /// The command with the library preloaded and its variables set. Any other `SIGAUDIT_*`
 /// variable in our environment is dropped (the options say everything), except `SIGAUDIT_LOG`.
-fn command(opts: &RunOptions, lib: &Path, dir: &Path) -> Command {
+fn command(opts: &RunOptions, lib: &Path, dir: &Path, socket: Option<String>) -> Command {
     let mut cmd = Command::new(&opts.command[0]);
     cmd.args(&opts.command[1..]);
     for (k, _) in std::env::vars_os() {
@@ -155,6 +183,9 @@ fn command(opts: &RunOptions, lib: &Path, dir: &Path) -> Command {
         .env("SIGAUDIT_WATCH", &opts.watch)
         .env("SIGAUDIT_FORMAT", "json")
         .env("SIGAUDIT_OUTPUT", output);
+    if let Some(name) = socket {
+        cmd.env("SIGAUDIT_SOCKET", name);
+    }
     cmd
 }
 
@@ -193,12 +224,6 @@ fn cannot_start(program: &std::ffi::OsStr, e: &std::io::Error) -> i32 {
             126
         }
     }
-}
-
-/// Oldest first (the times are ISO 8601 UTC of one width, so they sort as text).
-fn by_time(a: &Value, b: &Value) -> std::cmp::Ordering {
-    (record::s(a, "time"), record::int(a, "pid"))
-        .cmp(&(record::s(b, "time"), record::int(b, "pid")))
 }
 
 /// Where records are shown as they come: stderr or the `-o` file, text or JSON.
@@ -276,10 +301,11 @@ impl RunDir {
         if base.is_relative() {
             base = std::env::current_dir()?.join(base);
         }
-        // The library takes output paths of up to 1024 bytes (a `%` counts twice).
-        if base.as_os_str().len() > 900 {
+        // The library takes output paths of up to 4095 bytes (a `%` counts twice).
+        if base.as_os_str().len() > 3900 {
             return Err(std::io::Error::other("the path is too long"));
         }
+        remove_stale(&base);
         let seed = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.subsec_nanos())
@@ -307,79 +333,58 @@ impl Drop for RunDir {
     }
 }
 
-/// Follows the per-process record files as they grow.
-struct Tail {
-    dir: PathBuf,
-    /// For each file: how far it has been read, and a line not yet complete.
-    files: BTreeMap<OsString, (u64, Vec<u8>)>,
-    records: Vec<Value>,
+/// Removes the folders of earlier runs that were killed (`SIGKILL` gives no chance to clean up):
+/// ours (same owner), named as ours, whose sigaudit is gone: no process of that pid, and no one
+/// listening on the socket of the same name (which tells a run in another pid namespace, sharing
+/// this `/tmp`, from a dead one).
+fn remove_stale(base: &Path) {
+    let Ok(entries) = std::fs::read_dir(base) else {
+        return;
+    };
+    // SAFETY: geteuid has no preconditions.
+    let me = unsafe { libc::geteuid() };
+    for e in entries.filter_map(Result::ok) {
+        let name = e.file_name();
+        let name = name.to_string_lossy();
+        let Some(pid) = stale_name_pid(&name) else {
+            continue;
+        };
+        let Ok(meta) = e.path().symlink_metadata() else {
+            continue;
+        };
+        if !meta.is_dir() || meta.uid() != me {
+            continue;
+        }
+        // SAFETY: kill with signal 0 only checks that the process exists.
+        let gone = unsafe { libc::kill(pid, 0) } != 0
+            && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH);
+        if gone && !collect::listening(&name) {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
 }
 
-impl Tail {
-    fn new(dir: PathBuf) -> Tail {
-        Tail {
-            dir,
-            files: BTreeMap::new(),
-            records: Vec::new(),
-        }
+/// The pid in a run folder's name `sigaudit-PID-XXXXXXXX`.
+fn stale_name_pid(name: &str) -> Option<i32> {
+    let rest = name.strip_prefix("sigaudit-")?;
+    let (pid, tag) = rest.split_once('-')?;
+    if tag.len() != 8 || !tag.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
     }
-
-    /// Reads what was added since last time; calls `each` on every new record, oldest first.
-    fn drain(&mut self, mut each: impl FnMut(&mut Value)) {
-        let start = self.records.len();
-        let Ok(entries) = std::fs::read_dir(&self.dir) else {
-            return;
-        };
-        let mut names: Vec<OsString> = entries
-            .filter_map(Result::ok)
-            .map(|e| e.file_name())
-            .filter(|n| {
-                let n = n.to_string_lossy();
-                n.starts_with("events.") && n.ends_with(".jsonl")
-            })
-            .collect();
-        names.sort();
-        for name in names {
-            let (offset, partial) = self.files.entry(name.clone()).or_default();
-            let Ok(mut f) = File::open(self.dir.join(&name)) else {
-                continue;
-            };
-            if f.seek(SeekFrom::Start(*offset)).is_err() {
-                continue;
-            }
-            let mut added = Vec::new();
-            let Ok(n) = f.read_to_end(&mut added) else {
-                continue;
-            };
-            *offset += n as u64;
-            partial.extend_from_slice(&added);
-            let Some(end) = partial.iter().rposition(|&b| b == b'\n') else {
-                continue;
-            };
-            let complete: Vec<u8> = partial.drain(..=end).collect();
-            for line in complete.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
-                match symbolize::parse_record(line) {
-                    Some(rec) => self.records.push(rec),
-                    None => {
-                        let mut raw = line.to_vec();
-                        raw.push(b'\n');
-                        let _ = std::io::stderr().write_all(&raw);
-                    }
-                }
-            }
-        }
-        self.records[start..].sort_by(by_time);
-        for i in start..self.records.len() {
-            let (earlier, new) = self.records.split_at_mut(i);
-            supervise::link_cause(&mut new[0], earlier);
-            each(&mut new[0]);
-        }
-    }
+    pid.parse().ok().filter(|&p: &i32| p > 0)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stale_folders_are_known_by_their_name() {
+        assert_eq!(stale_name_pid("sigaudit-123-0a1b2c3d"), Some(123));
+        assert_eq!(stale_name_pid("sigaudit-123-0a1b2c3"), None);
+        assert_eq!(stale_name_pid("sigaudit-x-0a1b2c3d"), None);
+        assert_eq!(stale_name_pid("other-123-0a1b2c3d"), None);
+    }
 
     #[test]
     fn percent_signs_are_escaped() {

@@ -8,6 +8,7 @@
 //! report over a gigabyte of records stays in bounded memory. A run adds its records, symbolized
 //! and sorted by time, at its end; `--json` and `-o` keep every one of them.
 
+use crate::collect::Loss;
 use crate::counts::{Counter, Distinct, count};
 use crate::record::{self, Culprit, int, s};
 use crate::text;
@@ -25,13 +26,24 @@ const NAMED: usize = 5;
 /// How many processes' failed waits a cause lists one by one.
 const MAX_WAITS: usize = 8;
 
+/// What the run's collection knows beyond its records (`collect.rs`).
+#[derive(Default)]
+pub struct Audit {
+    /// Processes that said the library loaded in them.
+    pub processes: usize,
+    /// Why records may be missing; a run with any is never called clean.
+    pub losses: Vec<Loss>,
+    /// Other things worth saying (records that came another way).
+    pub notes: Vec<String>,
+}
+
 /// The summary of a run, sorted by time (the records as they came are in the run's output).
-pub fn render(records: &[Value], watch: &str, output: Option<&Path>) -> String {
+pub fn render(records: &[Value], watch: &str, output: Option<&Path>, audit: &Audit) -> String {
     let mut summary = Summary::new();
     for rec in records {
         summary.add(rec, None);
     }
-    summary.render_run(watch, output)
+    summary.render_run(watch, output, audit)
 }
 
 /// Records added so far, as causes and what followed from them.
@@ -254,24 +266,40 @@ impl Summary {
     }
 
     /// The end summary of a run: a clean run in one line, else the causes and other events.
-    pub fn render_run(&mut self, watch: &str, output: Option<&Path>) -> String {
+    pub fn render_run(&mut self, watch: &str, output: Option<&Path>, audit: &Audit) -> String {
         let mut out = String::new();
+        let audited = count(audit.processes as u64, "process", "processes") + " audited";
         if self.events == 0 {
             let verb = if watch.to_ascii_lowercase().contains(":any") {
                 "ignored or changed"
             } else {
                 "ignored"
             };
-            let _ = writeln!(
-                out,
-                "sigaudit: clean run: no process {verb} a watched signal ({watch})"
+            if audit.losses.is_empty() {
+                let _ = writeln!(
+                    out,
+                    "sigaudit: clean run: no process {verb} a watched signal ({watch}); {audited}"
+                );
+            }
+            losses(
+                &mut out,
+                audit,
+                &format!(
+                    "sigaudit: no event received from the {audited}, but records may have been \
+                     lost, so the run is not known to be clean:"
+                ),
             );
             return out;
         }
-        self.write(&mut out, "sigaudit", false);
+        self.write(&mut out, "sigaudit", false, Some(&audited));
         if let Some(path) = output {
             let _ = writeln!(out, "sigaudit: full records in {}", path.display());
         }
+        losses(
+            &mut out,
+            audit,
+            "sigaudit: records may have been lost, so there may be more than this:",
+        );
         out
     }
 
@@ -279,11 +307,12 @@ impl Summary {
     /// cause.
     pub fn render_report(&mut self) -> String {
         let mut out = String::new();
-        self.write(&mut out, "sigaudit report", true);
+        self.write(&mut out, "sigaudit report", true, None);
         out
     }
 
-    fn write(&mut self, out: &mut String, title: &str, report: bool) {
+    /// `audited`: `N processes audited`, for a run's header.
+    fn write(&mut self, out: &mut String, title: &str, report: bool, audited: Option<&str>) {
         let shown = self.settle();
         let (processes, about) = self.processes.count();
         let hosts = match self.hosts.len() {
@@ -294,9 +323,10 @@ impl Summary {
             0 => String::new(),
             n => format!(", {n} root {}", if n == 1 { "cause" } else { "causes" }),
         };
+        let audited = audited.map(|a| format!(" ({a})")).unwrap_or_default();
         let _ = writeln!(
             out,
-            "{title}: {}{} reported {}{hosts}{causes}:",
+            "{title}: {}{} reported {}{hosts}{causes}{audited}:",
             if about { "about " } else { "" },
             count(processes, "process", "processes"),
             count(self.events, "event", "events"),
@@ -805,10 +835,56 @@ fn event(rec: &Value, parent: Option<&str>) -> Event {
     }
 }
 
+/// What may be missing (under `header`) and what to do about it; then the other notes.
+fn losses(out: &mut String, audit: &Audit, header: &str) {
+    if !audit.losses.is_empty() {
+        let _ = writeln!(out, "{header}");
+        for l in &audit.losses {
+            let _ = writeln!(out, "  - {}", l.what);
+        }
+        let mut advice: Vec<&str> = audit.losses.iter().map(|l| l.advice).collect();
+        advice.dedup();
+        for a in advice {
+            let _ = writeln!(out, "  to see everything: {a}");
+        }
+    }
+    for n in &audit.notes {
+        let _ = writeln!(out, "sigaudit: note: {n}");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    fn audited(processes: usize) -> Audit {
+        Audit {
+            processes,
+            ..Audit::default()
+        }
+    }
+
+    #[test]
+    fn a_run_that_may_have_lost_records_is_never_clean() {
+        let audit = Audit {
+            processes: 1,
+            losses: vec![Loss {
+                what: "the folder /tmp/x was removed during the run".into(),
+                advice: "let nothing touch it",
+            }],
+            notes: vec![],
+        };
+        let text = render(&[], "CHLD", None, &audit);
+        assert!(!text.contains("clean run"), "{text}");
+        assert_eq!(
+            text,
+            "sigaudit: no event received from the 1 process audited, but records may have been \
+             lost, so the run is not known to be clean:\n\
+             \x20 - the folder /tmp/x was removed during the run\n\
+             \x20 to see everything: let nothing touch it\n"
+        );
+    }
 
     /// The echild's own place (the program's line that waited), under the cause it is folded
     /// under; a Python without frames says why instead of naming the interpreter's function.
@@ -828,7 +904,7 @@ mod tests {
             "cause": {"event": "ignore", "pid": 5, "via": "sigaction", "signal": "SIGCHLD",
                 "script": [{"language": "python", "file": "/srv/helper.py", "line": 10, "function": "<module>"}],
                 "script_missing": null, "native": null}});
-        let text = render(&[ignore, echild], "CHLD", None);
+        let text = render(&[ignore, echild], "CHLD", None, &audited(9));
         assert!(
             text.contains(
                 "      where: /srv/helper.py:10 in <module>\n\
@@ -847,7 +923,7 @@ mod tests {
         let mut echild = ignore.clone();
         echild["event"] = json!("echild");
         echild["via"] = json!("waitpid");
-        let text = render(&[ignore, echild], "CHLD", None);
+        let text = render(&[ignore, echild], "CHLD", None, &audited(9));
         assert_eq!(
             text.matches("where: Python 3.7: no Python frames (supported: 3.8 to 3.15)\n")
                 .count(),
@@ -860,10 +936,10 @@ mod tests {
     #[test]
     fn a_clean_run_is_one_line() {
         assert_eq!(
-            render(&[], "CHLD", None),
-            "sigaudit: clean run: no process ignored a watched signal (CHLD)\n"
+            render(&[], "CHLD", None, &audited(2)),
+            "sigaudit: clean run: no process ignored a watched signal (CHLD); 2 processes audited\n"
         );
-        assert!(render(&[], "CHLD,PIPE:any", None).contains("ignored or changed"));
+        assert!(render(&[], "CHLD,PIPE:any", None, &audited(2)).contains("ignored or changed"));
     }
 
     #[test]
@@ -878,10 +954,11 @@ mod tests {
             &[ignore, inherited.clone(), inherited],
             "CHLD",
             Some(Path::new("out.txt")),
+            &audited(9),
         );
         assert_eq!(
             text,
-            "sigaudit: 2 processes reported 3 events, 1 root cause:\n\
+            "sigaudit: 2 processes reported 3 events, 1 root cause (9 processes audited):\n\
              \x20 pid 10 demo: SIGCHLD ignored via signal() [vetoed]\n\
              \x20     where: setup at /tmp/t/demo.c:7 (demo+0x1149)\n\
              \x20     inherited by 1 descendant process: true (pid 11), 2 events\n\
@@ -898,11 +975,11 @@ mod tests {
                        "backtrace": [{"addr": "0x1", "module": "/usr/sbin/cron", "offset": "0x12f11"}]})
             })
             .collect();
-        let text = render(&records, "PIPE", None);
+        let text = render(&records, "PIPE", None, &audited(9));
         let (said, note) = text.split_at(text.find("      note: ").expect("a note"));
         assert_eq!(
             said,
-            "sigaudit: 7 processes reported 7 events, 1 root cause:\n\
+            "sigaudit: 7 processes reported 7 events, 1 root cause (9 processes audited):\n\
              \x20 cron, 7 times in 7 processes (pid 100, 101, 102, 103, 104, ...): SIGPIPE ignored via sigaction() [logged]\n\
              \x20     where: cron+0x12f11\n"
         );
@@ -917,7 +994,7 @@ mod tests {
             "exe": "/usr/bin/perl", "argv": ["perl", "server.pl"], "signal": "SIGCHLD",
             "via": "sigaction", "action": "logged",
             "script": [{"language": "perl", "file": "/srv/lib/Server.pm", "line": 12, "function": "Server::run"}]});
-        let text = render(&[child], "CHLD", None);
+        let text = render(&[child], "CHLD", None, &audited(9));
         assert!(
             text.contains(
                 "  pid 21 perl (forked from pid 20): SIGCHLD ignored via sigaction() [logged]\n\
@@ -941,10 +1018,10 @@ mod tests {
                 "exe": format!("/usr/bin/{program}"), "argv": [program], "signal": "SIGCHLD",
                 "via": "execve", "action": "logged"}));
         }
-        let text = render(&records, "CHLD", None);
+        let text = render(&records, "CHLD", None, &audited(9));
         assert_eq!(
             text,
-            "sigaudit: 4 processes reported 8 events, 1 root cause:\n\
+            "sigaudit: 4 processes reported 8 events, 1 root cause (9 processes audited):\n\
              \x20 pid 100 bash (bash deploy.sh): SIGCHLD ignored in 4 children it starts [logged]\n\
              \x20     where: deploy.sh:7 in main, the first command run with it\n\
              \x20     (a shell applies `trap '' CHLD` in each child it starts, not in itself: the trap's own line is not known)\n\

@@ -201,9 +201,11 @@ struct ElfFacts {
 }
 
 impl ElfFacts {
+    /// Only a regular file is read (so only one is ever given to the loader): a record names
+    /// any path it likes, and a FIFO would block the open for good, a device never end.
     fn read(path: &Path) -> Option<ElfFacts> {
         use object::{Object, ObjectSection};
-        let data = std::fs::read(path).ok()?;
+        let data = read_regular(path)?;
         let file = object::File::parse(&*data).ok()?;
         let build_id = file
             .build_id()
@@ -255,8 +257,27 @@ fn by_debuglink(module: &Path) -> Option<PathBuf> {
         root.join(dir.strip_prefix("/").unwrap_or(dir)).join(name),
     ];
     candidates.into_iter().find(|p| {
-        *p != module && std::fs::read(p).is_ok_and(|bytes| crc32fast::hash(&bytes) == crc)
+        *p != module && read_regular(p).is_some_and(|bytes| crc32fast::hash(&bytes) == crc)
     })
+}
+
+/// A regular file's bytes, up to its size when opened; `None` for anything else. Opened
+/// `O_NONBLOCK`, so that a FIFO does not wait for a writer.
+fn read_regular(path: &Path) -> Option<Vec<u8>> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .ok()?;
+    let meta = f.metadata().ok()?;
+    if !meta.file_type().is_file() {
+        return None;
+    }
+    let mut data = Vec::with_capacity(meta.len() as usize);
+    f.take(meta.len()).read_to_end(&mut data).ok()?;
+    Some(data)
 }
 
 fn put_source(obj: &mut Map<String, Value>, s: &Source) {

@@ -103,6 +103,10 @@ pub fn render(rec: &Value) -> String {
         int(rec, "ppid").unwrap_or(0),
         record::command_line(rec, 200)
     );
+    // What the library could not do for this record, or lost before it.
+    for n in array(rec, "notes") {
+        let _ = writeln!(out, "  note: {}", s(n, "text"));
+    }
     if let Some(why) = record::script_missing(rec) {
         let _ = writeln!(out, "  {why}");
     }

@@ -43,7 +43,7 @@ fn the_commands_status_is_passed_on() {
     // A clean run says so, in one line.
     assert_eq!(
         run.stderr,
-        "sigaudit: clean run: no process ignored a watched signal (CHLD)\n"
+        "sigaudit: clean run: no process ignored a watched signal (CHLD); 1 process audited\n"
     );
     d.sigaudit().args(["--", "/bin/false"]).run().code(1);
     d.sigaudit().args(["sh", "-c", "exit 7"]).run().code(7);

@@ -23,7 +23,9 @@ fn log_mode_reports_and_lets_it_happen() {
     // ...and summarized with the place, symbolized from DWARF.
     let summary = run.summary();
     assert!(
-        summary.starts_with("sigaudit: 2 processes reported 3 events, 1 root cause:\n"),
+        summary.starts_with(
+            "sigaudit: 2 processes reported 3 events, 1 root cause (2 processes audited):\n"
+        ),
         "{run}"
     );
     assert!(
@@ -56,7 +58,9 @@ fn veto_refuses_the_ignore() {
     let pid = run.field("pid");
     let summary = run.summary();
     assert!(
-        summary.starts_with("sigaudit: 1 process reported 1 event, 1 root cause:\n"),
+        summary.starts_with(
+            "sigaudit: 1 process reported 1 event, 1 root cause (2 processes audited):\n"
+        ),
         "{run}"
     );
     assert!(
@@ -88,7 +92,7 @@ fn watch_chooses_the_signals() {
     let run = d.sigaudit().args(["./ignorer", "pipe"]).run().code(0);
     assert_eq!(
         run.stderr,
-        "sigaudit: clean run: no process ignored a watched signal (CHLD)\n"
+        "sigaudit: clean run: no process ignored a watched signal (CHLD); 2 processes audited\n"
     );
     // ...but is with --watch.
     let run = d

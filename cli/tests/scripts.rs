@@ -57,6 +57,6 @@ fn install_then_run_from_anywhere() {
         .code(3);
     assert_eq!(
         run.stderr,
-        "sigaudit: clean run: no process ignored a watched signal (CHLD)\n"
+        "sigaudit: clean run: no process ignored a watched signal (CHLD); 1 process audited\n"
     );
 }

@@ -1,15 +1,19 @@
-//! The event model: what happened ([`Event`], [`Kind`], [`Outcome`]), the process it happened
-//! in ([`Context`]), its native frames as modules, offsets and names ([`Namer`]), what it is
-//! blamed on ([`Culprit`]), and the working memory an event is built in ([`Scratch`]).
+//! The event model: what happened ([`Event`], [`Kind`], [`Outcome`]), what degraded or was lost
+//! on the way ([`Note`]), the process it happened in ([`Context`]), its native frames as modules,
+//! offsets and names ([`Namer`]), what it is blamed on ([`Culprit`]), and the working memory an
+//! event is built in ([`Scratch`]).
 
+pub use super::errno::Errno;
+use crate::buf::Buf;
 use crate::buildid::{self, BuildId};
 use crate::policy::{Action, Disposition};
 use crate::python::{PyFrame, PyStack};
 use crate::script::{Language, Missing};
+use crate::stack;
 use crate::symbols;
 use crate::sys;
 use crate::unwind::{self, Backtrace};
-use core::sync::atomic::{AtomicI32, Ordering};
+use core::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
 use libc::c_int;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -68,14 +72,94 @@ pub struct Event<'a> {
     pub missing: &'a Missing,
     /// For `echild`: the cause as recorded in this process's format, or `None` if unknown.
     pub cause: Option<&'a [u8]>,
+    /// What degraded while the event was captured.
+    pub notes: &'a [Note],
+}
+
+/// Something a record says about itself: what could not be done for it, or what was lost before
+/// it. Each has a short code (`reason`) for tools and a sentence for people.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Note {
+    None,
+    /// The event's memory could not be mapped; it was built in the library's reserve.
+    NoMemory(Errno),
+    /// The program installed a seccomp filter after it started: nothing was opened for this
+    /// event (no module file, no output file), and names come from `.dynsym` in memory.
+    Sandboxed,
+    /// Records before this one that could not be written anywhere, and the last reason.
+    Lost {
+        count: u32,
+        errno: Errno,
+    },
+    /// A setuid, setgid or capability program: only modules and offsets are shown.
+    AddressesWithheld,
+    /// The output file could not be used (how, why); this record came another way.
+    OutputFailed(&'static str, Errno),
+}
+
+impl Note {
+    pub fn reason(self) -> Option<&'static str> {
+        Some(match self {
+            Note::None => return None,
+            Note::NoMemory(_) => "no-memory",
+            Note::Sandboxed => "seccomp",
+            Note::Lost { .. } => "lost",
+            Note::AddressesWithheld => "secure-execution",
+            Note::OutputFailed(..) => "output-failed",
+        })
+    }
+
+    /// The `errno` the note is about, if any.
+    pub fn errno(self) -> Option<Errno> {
+        match self {
+            Note::NoMemory(e) | Note::Lost { errno: e, .. } | Note::OutputFailed(_, e) => Some(e),
+            _ => None,
+        }
+    }
+
+    /// The sentence for people.
+    pub fn write_text(self, b: &mut Buf) {
+        match self {
+            Note::None => {}
+            Note::NoMemory(e) => {
+                b.str("the event's memory could not be mapped (");
+                e.write(b);
+                b.str("); it was built in the library's reserve");
+            }
+            Note::Sandboxed => {
+                b.str("the program installed a seccomp filter after it started: nothing was ");
+                b.str("opened for this event (names only from .dynsym, no output file)");
+            }
+            Note::Lost { count, errno } => {
+                b.dec(count as u64);
+                b.str(if count == 1 {
+                    " earlier record could not be written ("
+                } else {
+                    " earlier records could not be written ("
+                });
+                errno.write(b);
+                b.byte(b')');
+            }
+            Note::AddressesWithheld => {
+                b.str("a setuid/setgid/capability program: addresses withheld (module and offset only)");
+            }
+            Note::OutputFailed(what, e) => {
+                b.str(what).str(" SIGAUDIT_OUTPUT: ");
+                e.write(b);
+                b.str("; sent to the sigaudit command's socket instead");
+            }
+        }
+    }
 }
 
 /// Room for one record.
-pub const OUT_CAP: usize = 64 * 1024;
+pub const OUT_CAP: usize = super::sink::OUT_CAP;
 /// Room for a cause summary kept for later `echild` events.
 pub const CAUSE_CAP: usize = 2048;
 
-/// Working memory for one event, mapped for it and unmapped after.
+/// Working memory for one event, mapped for it (`stack.rs`) and kept for the next; all-zero bytes
+/// are a valid `Scratch`. From the library's reserve it holds an earlier event's bytes: every
+/// part is written before it is read (the captures set their lengths first).
 pub struct Scratch {
     pub backtrace: Backtrace,
     pub python: PyStack,
@@ -98,24 +182,24 @@ pub struct Text {
     pub message: [u8; 8192],
     pub names: [u8; 1024],
     pub uts: libc::utsname,
+    /// The output file's path, `%p` expanded (no zeroed stack buffer of `PATH_MAX` per event).
+    pub path: [u8; crate::config::PATH_CAP + 32],
 }
 
-/// Runs `f` with a zeroed [`Scratch`], or returns `None` when the kernel has no memory for one.
-pub fn with_scratch<T>(f: impl FnOnce(&mut Scratch) -> T) -> Option<T> {
-    let size = core::mem::size_of::<Scratch>();
-    let p = sys::map_anonymous(size)?;
-    // SAFETY: the mapping is zero-filled, page-aligned, large enough, and all-zero bytes are a
-    // valid Scratch (plain integers and arrays). It is ours alone until unmapped below.
-    let r = f(unsafe { &mut *(p as *mut Scratch) });
-    // SAFETY: unmaps exactly what was mapped.
-    unsafe { sys::unmap(p, size) };
-    Some(r)
+/// Runs `f` with a [`Scratch`] on the event's own stack, with every signal blocked (see
+/// `stack.rs`); `Err(errno)` when no memory could be had for it.
+pub fn with_scratch<T>(f: impl FnOnce(&mut Scratch, &stack::Frame) -> T) -> Result<T, c_int> {
+    stack::run(f)
 }
 
-/// Names native frames: module and offset always, a function name from `.dynsym` in memory or
-/// else from the module file's `.symtab`.
+/// Names native frames: module and offset always, a function name from the module file's
+/// `.symtab` or else from `.dynsym` in memory.
 pub struct Namer<'a> {
     pub exe: &'a [u8],
+    /// Module files may be opened (see `guard::files_allowed`).
+    pub files: bool,
+    /// Absolute addresses may be shown (not in a secure-execution process).
+    pub addresses: bool,
 }
 
 pub struct Frame<'n> {
@@ -139,7 +223,7 @@ impl<'a> Namer<'a> {
         Some(Frame {
             module,
             offset,
-            symbol: symbols::name(loc.map, module, offset.saturating_sub(1)),
+            symbol: symbols::name(loc.map, module, offset.saturating_sub(1), self.files),
             build_id: buildid::of(&loc.buildid_module()),
         })
     }
@@ -183,14 +267,25 @@ pub fn note_load_pid() {
 
 impl<'a> Context<'a> {
     /// This process, now; its executable's path, its command line and the host's name are read
-    /// into `exe`, `cmdline` and `uts`.
+    /// into `exe`, `cmdline` and `uts`. With `files` false nothing is opened: the path is the one
+    /// `execve` was given (`AT_EXECFN`), and the command line comes from memory (or is empty
+    /// before our constructor).
     pub fn of_this_process(
         exe: &'a mut [u8],
         cmdline: &'a mut [u8],
         uts: &'a mut libc::utsname,
+        files: bool,
     ) -> Self {
-        let exe_len = sys::readlink(c"/proc/self/exe", exe).unwrap_or(0);
-        let cmd_len = read_file(b"/proc/self/cmdline\0", cmdline);
+        let exe_len = if files {
+            sys::readlink(c"/proc/self/exe", exe).unwrap_or(0)
+        } else {
+            exec_fn(exe)
+        };
+        let cmd_len = match arguments(cmdline) {
+            Some(n) => n,
+            None if files => read_file(b"/proc/self/cmdline\0", cmdline),
+            None => 0,
+        };
         let (pid, ppid) = (sys::getpid(), sys::getppid());
         let loaded_in = LOAD_PID.load(Ordering::Relaxed);
         Context {
@@ -222,6 +317,67 @@ fn host_name(uts: &mut libc::utsname) -> &[u8] {
     };
     let len = name.iter().position(|&c| c == 0).unwrap_or(name.len());
     name.get(..len).unwrap_or(&[])
+}
+
+/// Where the program's arguments are, as `execve` laid them out (`argv[0]` to the end of the
+/// last one, NUL-separated: what `/proc/self/cmdline` shows), from our constructor.
+#[unsafe(link_section = ".data.sigaudit_load")]
+static ARGS_START: AtomicUsize = AtomicUsize::new(0);
+#[unsafe(link_section = ".data.sigaudit_load")]
+static ARGS_END: AtomicUsize = AtomicUsize::new(0);
+
+/// Notes where the arguments are. Constructor only, with the `argc` and `argv` glibc passes.
+///
+/// # Safety
+/// `argv` has `argc` valid NUL-terminated strings (or is null).
+pub unsafe fn note_arguments(argc: c_int, argv: *const *const libc::c_char) {
+    if argv.is_null() || argc <= 0 {
+        return;
+    }
+    // SAFETY: per the contract.
+    let (first, last) = unsafe { (*argv, *argv.add(argc as usize - 1)) };
+    if first.is_null() || last.is_null() || (last as usize) < (first as usize) {
+        return;
+    }
+    // SAFETY: `last` is a NUL-terminated string.
+    let last_len = unsafe { crate::objects::cstr(last, 1 << 20) }.len();
+    ARGS_START.store(first as usize, Ordering::Relaxed);
+    ARGS_END.store(last as usize + last_len + 1, Ordering::Relaxed);
+}
+
+/// Copies the arguments (as noted by [`note_arguments`]) into `buf`, as `/proc/self/cmdline`
+/// would give them but without opening anything; `None` before the constructor.
+pub fn arguments(buf: &mut [u8]) -> Option<usize> {
+    let (start, end) = (
+        ARGS_START.load(Ordering::Relaxed),
+        ARGS_END.load(Ordering::Relaxed),
+    );
+    if start == 0 || end <= start {
+        return None;
+    }
+    let n = (end - start).min(buf.len());
+    // SAFETY: the arguments' area on the initial stack, which lives as long as the process;
+    // the program may rewrite its bytes (as `setproctitle` does), never unmap them.
+    let args = unsafe { core::slice::from_raw_parts(start as *const u8, n) };
+    buf.get_mut(..n)?.copy_from_slice(args);
+    Some(n)
+}
+
+/// The path `execve` was given, from the auxiliary vector (no system call).
+fn exec_fn(buf: &mut [u8]) -> usize {
+    // SAFETY: getauxval has no preconditions; AT_EXECFN is a NUL-terminated string on the
+    // initial stack, or 0.
+    let name = unsafe {
+        crate::objects::cstr(
+            libc::getauxval(libc::AT_EXECFN) as *const libc::c_char,
+            4096,
+        )
+    };
+    let n = name.len().min(buf.len());
+    if let (Some(dst), Some(src)) = (buf.get_mut(..n), name.get(..n)) {
+        dst.copy_from_slice(src);
+    }
+    n
 }
 
 fn now() -> (i64, u32) {

@@ -139,7 +139,7 @@ fn sealed_memfd(parts: &[&[u8]]) -> Result<c_int, c_int> {
     )?;
     let filled = parts
         .iter()
-        .try_for_each(|p| super::sink::write_all(fd, p))
+        .try_for_each(|p| super::sink::write_plain(fd, p))
         .and_then(|()| {
             let seals =
                 libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE | libc::F_SEAL_SEAL;

@@ -1,16 +1,14 @@
 //! The JSON renderer: one object per line, for tools (the `sigaudit` command reads these).
 
-use super::event::{Context, Culprit, Event, Kind, Namer};
+use super::event::{Context, Culprit, Event, Kind, Namer, Note};
 use crate::buf::Buf;
 use crate::python::PyFrame;
 use crate::script::{Language, Missing};
 use crate::signals;
 
-/// Writes `ev` as one JSON line, with at most `max_frames` native frames.
-pub fn write(b: &mut Buf, ev: &Event, ctx: &Context, namer: &mut Namer, max_frames: usize) {
-    b.str("{\"event\":\"")
-        .str(ev.kind.name())
-        .str("\",\"time\":\"");
+/// What every record starts with: the event, when, and the process.
+fn header(b: &mut Buf, event: &str, ctx: &Context) {
+    b.str("{\"event\":\"").str(event).str("\",\"time\":\"");
     b.iso_time(ctx.now.0, ctx.now.1);
     b.str("\",\"pid\":").int(ctx.pid as i64);
     b.str(",\"ppid\":").int(ctx.ppid as i64);
@@ -34,7 +32,55 @@ pub fn write(b: &mut Buf, ev: &Event, ctx: &Context, namer: &mut Namer, max_fram
         }
         b.json_str(arg);
     }
-    b.str("],\"signal\":\"");
+    b.byte(b']');
+}
+
+/// `"notes":[{"reason":"lost","count":2,"errno":"EAGAIN","text":"..."}, ...]`
+fn notes<'n>(b: &mut Buf, all: impl Iterator<Item = &'n Note>) {
+    b.str(",\"notes\":[");
+    let mut first = true;
+    for &n in all {
+        let Some(reason) = n.reason() else { continue };
+        if !first {
+            b.byte(b',');
+        }
+        first = false;
+        b.str("{\"reason\":\"").str(reason).byte(b'"');
+        if let Note::Lost { count, .. } = n {
+            b.str(",\"count\":").dec(count as u64);
+        }
+        if let Some(e) = n.errno() {
+            b.str(",\"errno\":\"");
+            e.write_name(b);
+            b.byte(b'"');
+        }
+        let mut mem = [0u8; 512];
+        let mut text = Buf::new(&mut mem);
+        n.write_text(&mut text);
+        b.str(",\"text\":").json_str(text.as_bytes()).byte(b'}');
+    }
+    b.byte(b']');
+}
+
+/// The record a process writes at load for the `sigaudit` command.
+pub fn loaded(b: &mut Buf, ctx: &Context, extra: &[Note]) {
+    header(b, "loaded", ctx);
+    notes(b, extra.iter());
+    b.str("}\n");
+}
+
+/// Writes `ev` as one JSON line, with at most `max_frames` native frames, and the `extra` notes
+/// after its own.
+pub fn write(
+    b: &mut Buf,
+    ev: &Event,
+    ctx: &Context,
+    namer: &Namer,
+    extra: &[Note],
+    max_frames: usize,
+) {
+    header(b, ev.kind.name(), ctx);
+    b.str(",\"signal\":\"");
     signals::write_name(b, ev.signo);
     b.str("\",\"signo\":").int(ev.signo as i64);
     b.str(",\"via\":\"").str(ev.via).str("\"");
@@ -67,6 +113,7 @@ pub fn write(b: &mut Buf, ev: &Event, ctx: &Context, namer: &mut Namer, max_fram
     }
     let cut = ev.backtrace.truncated || max_frames < frames.len();
     b.str("],\"backtrace_truncated\":").str(bool_str(cut));
+    notes(b, ev.notes.iter().chain(extra));
     b.str("}\n");
 }
 
@@ -116,10 +163,17 @@ fn script_missing(b: &mut Buf, m: &Missing) {
     b.json_str(m.text()).byte(b'}');
 }
 
-fn native_frame(b: &mut Buf, namer: &mut Namer, ip: usize) {
-    b.str("{\"addr\":\"").hex(ip as u64).byte(b'"');
+/// `{"addr": ..., "module": ..., "offset": ..., "symbol": ...}`; in a secure-execution process
+/// without `addr` (and a frame in no module is then `{}`).
+fn native_frame(b: &mut Buf, namer: &Namer, ip: usize) {
+    b.byte(b'{');
+    let mut sep = "";
+    if namer.addresses {
+        b.str("\"addr\":\"").hex(ip as u64).byte(b'"');
+        sep = ",";
+    }
     if let Some(f) = namer.frame(ip) {
-        b.str(",\"module\":").json_str(f.module);
+        b.str(sep).str("\"module\":").json_str(f.module);
         if let Some(id) = f.build_id {
             let mut hex = [0u8; 2 * crate::buildid::MAX_LEN];
             let n = id.write_hex(&mut hex);
@@ -141,7 +195,7 @@ fn native_frame(b: &mut Buf, namer: &mut Namer, ip: usize) {
 
 /// Writes the cause summary of `ev` (an ignore or inherited ignore) as a JSON object, for the
 /// `cause` of a later `echild` record.
-pub fn cause(b: &mut Buf, ev: &Event, ctx: &Context, namer: &mut Namer) {
+pub fn cause(b: &mut Buf, ev: &Event, ctx: &Context, namer: &Namer) {
     let culprit = Culprit::of(ev, namer);
     b.str("{\"event\":\"")
         .str(ev.kind.name())

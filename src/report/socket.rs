@@ -6,8 +6,10 @@
 //! lists them, would meet it). The socket is non-blocking and connected: a receiver whose queue
 //! is full (journald's socket holds `net.unix.max_dgram_qlen` datagrams, 10 by default, before
 //! senders must wait) makes `sendmsg` fail with `EAGAIN`, and `poll` on a connected datagram
-//! socket waits for room in the receiver's queue. The wait is bounded ([`WAIT_MS`] in all), so a
-//! stopped receiver delays an event, never hangs the program.
+//! socket waits for room in the receiver's queue. The wait is bounded (`sink::PATIENCE_MS` in
+//! all) and happens once per process: after a wait that ran out, sends to these sockets no longer
+//! wait (`sink::patient`), so a stopped receiver delays one event, never each, and never hangs the
+//! program.
 //!
 //! Everything here is a system call on memory the caller owns: no allocation, no lock, safe in a
 //! signal handler and in a `vfork()` child.
@@ -17,9 +19,6 @@ use libc::{c_int, c_void};
 
 /// The longest socket path, without its NUL (`sun_path` holds 108 bytes).
 pub const PATH_MAX: usize = 107;
-
-/// The longest a send may wait, in all, for room in a full receiver's queue.
-pub const WAIT_MS: i64 = 1000;
 
 /// A connected, non-blocking, close-on-exec datagram socket, closed when dropped.
 pub struct Socket(c_int);
@@ -100,15 +99,17 @@ impl Socket {
                 core::ptr::write_unaligned(libc::CMSG_DATA(cmsg) as *mut c_int, fd);
             }
         }
-        let deadline = sys::monotonic_ms() + WAIT_MS;
+        use super::sink::{self, Dest};
+        let deadline = sys::monotonic_ms() + sink::PATIENCE_MS as i64;
         loop {
             // SAFETY: msg points at iovecs and control data that outlive the call.
             match unsafe { sys::sendmsg(self.0, &msg, libc::MSG_NOSIGNAL) } {
                 Ok(_) => return Ok(()),
                 Err(libc::EINTR) => continue,
-                Err(libc::EAGAIN) => {
+                Err(libc::EAGAIN) if sink::patient(Dest::Socket) => {
                     let left = deadline - sys::monotonic_ms();
                     if left <= 0 {
+                        sink::stalled(Dest::Socket);
                         return Err(libc::EAGAIN);
                     }
                     sys::wait_writable(self.0, left);
@@ -142,26 +143,6 @@ fn address(path: &[u8]) -> Result<(libc::sockaddr_un, libc::socklen_t), c_int> {
     }
     let len = size_of::<libc::sa_family_t>() + path.len() + 1;
     Ok((addr, len as libc::socklen_t))
-}
-
-/// The name of a send or connect failure, for the one line that says events go to stderr.
-pub fn errno_name(e: c_int) -> &'static str {
-    match e {
-        libc::ENOENT => "ENOENT (no socket there: is the service running?)",
-        libc::ECONNREFUSED => "ECONNREFUSED (nothing listens on that socket)",
-        libc::EACCES => "EACCES (permission denied)",
-        libc::EPERM => "EPERM (operation not permitted)",
-        libc::ENOTSOCK => "ENOTSOCK (not a socket)",
-        libc::EPROTOTYPE => "EPROTOTYPE (not a datagram socket)",
-        libc::EAGAIN => "EAGAIN (the receiver's queue stayed full for a second)",
-        libc::EMSGSIZE => "EMSGSIZE (the message is larger than the socket takes)",
-        libc::ENOBUFS | libc::ENOMEM => "ENOBUFS (out of kernel memory)",
-        libc::ENAMETOOLONG => "ENAMETOOLONG (a socket path holds at most 107 bytes)",
-        libc::ENOTDIR => "ENOTDIR (a part of the path is not a folder)",
-        libc::EMFILE | libc::ENFILE => "EMFILE (too many open files)",
-        libc::ENOSYS => "ENOSYS (not supported here)",
-        _ => "error",
-    }
 }
 
 #[cfg(test)]
@@ -234,7 +215,13 @@ pub(crate) mod tests {
             "{waited:?}"
         );
         assert!(waited < std::time::Duration::from_secs(10), "{waited:?}");
-        // A reader that drains it while a sender waits lets the sender through.
+        // The wait ran out: later sends to a full queue fail at once (one wait per process).
+        let start = std::time::Instant::now();
+        assert_eq!(s.send(&[b"z"], None), Err(libc::EAGAIN));
+        assert!(start.elapsed() < std::time::Duration::from_millis(500));
+        // A reader that drains it while a sender waits lets the sender through (in a process
+        // whose sends may still wait).
+        super::super::sink::reset_patience();
         let reader = std::thread::spawn(move || {
             std::thread::sleep(std::time::Duration::from_millis(100));
             let mut buf = [0u8; 8];

@@ -1,13 +1,21 @@
 //! The text renderer: an event as people read it on a terminal.
 
-use super::event::{Context, Culprit, Event, Kind, Namer, Outcome, basename};
+use super::event::{Context, Culprit, Event, Kind, Namer, Note, Outcome, basename};
 use crate::buf::Buf;
 use crate::policy::Action;
 use crate::python::PyFrame;
 use crate::signals;
 
-/// Writes `ev` for people, with at most `max_frames` native frames.
-pub fn write(b: &mut Buf, ev: &Event, ctx: &Context, namer: &mut Namer, max_frames: usize) {
+/// Writes `ev` for people, with at most `max_frames` native frames, and its notes (the `extra`
+/// ones after its own) under its first lines.
+pub fn write(
+    b: &mut Buf,
+    ev: &Event,
+    ctx: &Context,
+    namer: &Namer,
+    extra: &[Note],
+    max_frames: usize,
+) {
     b.str("sigaudit: ");
     headline(b, ev, ctx);
     if ev.kind == Kind::Echild {
@@ -21,6 +29,13 @@ pub fn write(b: &mut Buf, ev: &Event, ctx: &Context, namer: &mut Namer, max_fram
         };
     } else {
         b.byte(b'\n');
+    }
+    for n in ev.notes.iter().chain(extra) {
+        if n.reason().is_some() {
+            b.str("  note: ");
+            n.write_text(b);
+            b.byte(b'\n');
+        }
     }
     let py = ev.python.frames();
     if ev.missing.is_some() {
@@ -117,19 +132,22 @@ fn py_frame(b: &mut Buf, f: &PyFrame) {
     b.str(", in ").text(f.function());
 }
 
-/// Writes one native frame; returns whether it is an interpreter's loop (CPython's, Perl's).
-fn native_frame(b: &mut Buf, namer: &mut Namer, ip: usize) -> bool {
-    b.hex(ip as u64);
+/// Writes one native frame; returns whether it is an interpreter's loop (CPython's, Perl's). In
+/// a secure-execution process without its address (`culprit+0x13 (/tmp/t/a+0x11ac)`).
+fn native_frame(b: &mut Buf, namer: &Namer, ip: usize) -> bool {
+    if namer.addresses {
+        b.hex(ip as u64).byte(b' ');
+    }
     let Some(f) = namer.frame(ip) else {
-        b.str(" (?)");
+        b.str("(?)");
         return false;
     };
     let mut eval_loop = false;
     if let Some((name, off)) = f.symbol {
-        b.byte(b' ').text(name).byte(b'+').hex(off as u64);
+        b.text(name).byte(b'+').hex(off as u64).byte(b' ');
         eval_loop = name.starts_with(b"_PyEval_EvalFrame") || name.starts_with(b"Perl_runops_");
     }
-    b.str(" (")
+    b.str("(")
         .text(f.module)
         .byte(b'+')
         .hex(f.offset as u64)
@@ -139,7 +157,7 @@ fn native_frame(b: &mut Buf, namer: &mut Namer, ip: usize) -> bool {
 
 /// Writes the cause summary of `ev` (an ignore or inherited ignore) for people, for the
 /// `cause:` line of a later `echild` event.
-pub fn cause(b: &mut Buf, ev: &Event, ctx: &Context, namer: &mut Namer) {
+pub fn cause(b: &mut Buf, ev: &Event, ctx: &Context, namer: &Namer) {
     let culprit = Culprit::of(ev, namer);
     match ev.kind {
         Kind::Inherited => {

@@ -231,6 +231,7 @@ impl Run {
         let start = self
             .stderr
             .find("sigaudit: clean run")
+            .or_else(|| self.stderr.find("sigaudit: no event received"))
             .or_else(|| {
                 self.stderr
                     .match_indices("sigaudit: ")
