@@ -25,9 +25,8 @@
 //! once), what stderr was at the first look, and the cause record (a sequence lock that never
 //! waits). An event runs on a stack of its own, in memory mapped for it (and kept for the next),
 //! with every signal blocked (`stack.rs`), and its record is written in one write that never
-//! blocks (`report/sink.rs`).
-//! `errno` is saved and restored around everything we do, and the real call's return value,
-//! `errno` and old action reach the caller untouched.
+//! blocks (`report/sink.rs`). `errno` is saved and restored around everything we do, and the
+//! real call's return value, `errno` and old action reach the caller untouched.
 //!
 //! The library is `#![no_std]` and allocates nothing anywhere. Locks are confined to the
 //! constructor, which runs in an ordinary context before `main` (`__register_atfork`, and

@@ -378,8 +378,11 @@ fn to_command(name: &[u8], record: &[u8]) -> Result<(), c_int> {
 /// What stderr is: 0 not looked at yet; 1 not to be written; 2 seen at the first look (its device
 /// and inode follow), not yet judged; 3 the program's stderr, to be written while it stays the
 /// same file.
+#[unsafe(link_section = ".data.sigaudit_load")]
 static STDERR_STATE: AtomicU8 = AtomicU8::new(0);
+#[unsafe(link_section = ".data.sigaudit_load")]
 static STDERR_DEV: AtomicU64 = AtomicU64::new(0);
+#[unsafe(link_section = ".data.sigaudit_load")]
 static STDERR_INO: AtomicU64 = AtomicU64::new(0);
 
 /// Notes which file descriptor 2 is at the first look (`guard.rs`), the earliest moment any of
