@@ -167,6 +167,11 @@ pub fn wait_writable(fd: c_int, ms: i64) {
 
 /// An anonymous private read-write mapping of `len` bytes, zero-filled.
 pub fn map_anonymous(len: usize) -> Option<*mut c_void> {
+    map(len, 0).ok()
+}
+
+/// An anonymous private read-write mapping of `len` bytes with these `MAP_*` flags added.
+fn map(len: usize, flags: c_int) -> Result<*mut c_void, c_int> {
     // SAFETY: a new mapping where the kernel chooses.
     let r = unsafe {
         call(
@@ -175,13 +180,13 @@ pub fn map_anonymous(len: usize) -> Option<*mut c_void> {
                 0,
                 len,
                 libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | flags,
                 -1i64,
                 0
             ),
         )
     };
-    result(r).ok().map(|a| a as *mut c_void)
+    result(r).map(|a| a as *mut c_void)
 }
 
 /// A read-only private mapping of the first `len` bytes of `fd`.
@@ -384,41 +389,13 @@ pub fn getcwd(buf: &mut [u8]) -> Result<&[u8], c_int> {
 /// now (`MAP_POPULATE`): for memory that will be written whole at once, where the kernel filling
 /// it in one call costs a fraction of a page fault per page.
 pub fn map_populated(len: usize) -> Option<*mut c_void> {
-    // SAFETY: a new mapping where the kernel chooses.
-    let r = unsafe {
-        call(
-            libc::SYS_mmap,
-            args!(
-                0,
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_POPULATE,
-                -1i64,
-                0
-            ),
-        )
-    };
-    result(r).ok().map(|a| a as *mut c_void)
+    map(len, libc::MAP_POPULATE).ok()
 }
 
 /// An anonymous private mapping of `len` bytes with no swap reserved for it (a stack, of which
 /// only the pages touched are ever memory); the `errno` when it cannot be had.
 pub fn map_noreserve(len: usize) -> Result<*mut c_void, c_int> {
-    // SAFETY: a new mapping where the kernel chooses.
-    let r = unsafe {
-        call(
-            libc::SYS_mmap,
-            args!(
-                0,
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
-                -1i64,
-                0
-            ),
-        )
-    };
-    result(r).map(|a| a as *mut c_void)
+    map(len, libc::MAP_NORESERVE)
 }
 
 /// `mprotect(2)`.
