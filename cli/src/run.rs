@@ -282,8 +282,12 @@ impl Sink {
     }
 
     fn finish(&mut self) {
+        // Syncing reports a write the kernel could not complete (a full disk, a network file
+        // system); a character device such as /dev/null cannot be synced (EINVAL), which is no
+        // failure.
         if let Some((path, f)) = &mut self.file
             && let Err(e) = f.sync_data()
+            && e.raw_os_error() != Some(libc::EINVAL)
             && !self.failed
         {
             eprintln!("sigaudit: writing {}: {e}", path.display());

@@ -163,6 +163,19 @@ fn output_file_is_emptied_first() {
 }
 
 #[test]
+fn output_to_a_device_is_not_an_error() {
+    let d = Dir::new("output_dev_null");
+    d.cc("ignorer", "ignorer.c", &[]);
+    let run = d
+        .sigaudit()
+        .args(["-o", "/dev/null", "./ignorer"])
+        .run()
+        .code(0);
+    assert!(!run.stderr.contains("writing /dev/null"), "{run}");
+    run.stderr_has("ignorer: SIGCHLD ignored via signal() [logged]");
+}
+
+#[test]
 fn json_output_has_the_records_with_source_lines() {
     let d = Dir::new("output_json");
     d.cc("ignorer", "ignorer.c", &[]);
