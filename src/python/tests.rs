@@ -10,6 +10,7 @@ use super::layout::{
     OWNED_BY_GENERATOR, Tlbc,
 };
 use super::lines::LineTable;
+use super::memory::Memory;
 use super::memory::image::Image;
 use super::strings::StrLayout;
 use super::walk::Walk;
@@ -581,6 +582,60 @@ fn a_thread_without_the_gil_is_found_in_the_list() {
             name(&layout)
         );
         assert_eq!(w.capture().map(|f| f.len()), Ok(2), "{}", name(&layout));
+    }
+}
+
+/// Memory in which another thread's state cannot be read the first `fails` times it is asked
+/// for: that thread removing and freeing its state while we walk the list.
+struct Removing<'a> {
+    inner: &'a Image,
+    state: usize,
+    fails: core::cell::Cell<u32>,
+}
+
+impl Memory for Removing<'_> {
+    fn read(&self, addr: usize, buf: &mut [u8]) -> bool {
+        if (self.state..self.state + 1024).contains(&addr) && self.fails.get() > 0 {
+            self.fails.set(self.fails.get() - 1);
+            return false;
+        }
+        self.inner.read(addr, buf)
+    }
+}
+
+/// Another thread's state going away under the walk does not hide ours: the search is made
+/// again; and a list that never reads right gives up, without a fault.
+#[test]
+fn a_state_removed_during_the_search_does_not_hide_ours() {
+    for layout in every_layout() {
+        let mut w = World::new(layout);
+        let other = w.thread(OTHER_THREAD, &[APP]);
+        w.hold_gil(other);
+        let ts = w.thread(ME, &[HELPER, APP]);
+        // Inserted last, so it is the head: the walk meets it before ours.
+        let leaving = w.thread(OTHER_THREAD + 0x1000, &[]);
+        let once = Removing {
+            inner: &w.mem,
+            state: leaving,
+            fails: core::cell::Cell::new(1),
+        };
+        assert_eq!(
+            w.walk().thread_state(&w.mem, &once).map(|t| t.addr),
+            Some(ts),
+            "{}",
+            name(&layout)
+        );
+        let always = Removing {
+            inner: &w.mem,
+            state: leaving,
+            fails: core::cell::Cell::new(u32::MAX),
+        };
+        assert_eq!(
+            w.walk().thread_state(&w.mem, &always).map(|t| t.addr),
+            None,
+            "{}",
+            name(&layout)
+        );
     }
 }
 

@@ -14,6 +14,8 @@ use crate::peek::Cut;
 /// Interpreters and thread states looked at, at most, to find this thread's.
 const MAX_INTERPRETERS: usize = 8;
 const MAX_THREADS: usize = 256;
+/// Searches of the lists of thread states, at most, for this thread's (see `thread_state`).
+const LIST_SEARCHES: usize = 4;
 /// Frames visited per capture, kept or skipped, at most: stops a walk on a damaged chain.
 const MAX_VISITS: usize = 4 * super::MAX_PY_FRAMES;
 /// Code units in one code object, at most (a sanity bound far above real code).
@@ -135,23 +137,31 @@ impl Walk<'_> {
             Holder::Attached(_) => {}
         }
         // Not the GIL's holder (or no GIL): this thread's state in the lists, if it has one.
-        let mut visits = 0;
-        for (mut ts, _) in interpreters() {
-            while plausible(ts, 8) && visits < MAX_THREADS {
-                visits += 1;
-                let [id, next, word, frame] = thread(ts)?;
-                if id == self.me {
-                    let attached = match l.holder {
-                        Holder::Attached(how) => is_attached(word, how),
-                        _ => false,
+        // Other threads add and remove their states while we look (under a lock we do not
+        // take): a state removed and freed under us can end the walk early or send it into
+        // garbage, which the checked reads and `plausible` contain. Ours cannot go away while
+        // we run, so a search that missed it is tried again, a bounded number of times.
+        for _ in 0..LIST_SEARCHES {
+            let mut visits = 0;
+            for (mut ts, _) in interpreters() {
+                while plausible(ts, 8) && visits < MAX_THREADS {
+                    visits += 1;
+                    let Some([id, next, word, frame]) = thread(ts) else {
+                        break;
                     };
-                    return Some(ThreadState {
-                        addr: ts,
-                        attached,
-                        frame_field: frame,
-                    });
+                    if id == self.me {
+                        let attached = match l.holder {
+                            Holder::Attached(how) => is_attached(word, how),
+                            _ => false,
+                        };
+                        return Some(ThreadState {
+                            addr: ts,
+                            attached,
+                            frame_field: frame,
+                        });
+                    }
+                    ts = next;
                 }
-                ts = next;
             }
         }
         None
