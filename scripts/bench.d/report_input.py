@@ -1,4 +1,4 @@
-"""`sigaudit report` on a large input: throughput and peak memory (scripts/bench, section 7).
+"""`sigaudit report` on a large input: throughput and peak memory (scripts/bench, section 8).
 
 Writes a file of realistic records, as many processes on several hosts leave them (the library's
 JSON records, with native frames and, for some, Python frames; a third of them as
@@ -104,7 +104,7 @@ def report_once(maxrss, sigaudit, path, env):
 
 
 def measure(sigaudit, work, env, quick, rounds, row, note, med, spread, fmt_s):
-    """Adds section 7's rows through the bench's `row`."""
+    """Adds section 8's rows through the bench's `row`."""
     maxrss = os.path.join(work, "maxrss")
     subprocess.run(["gcc", "-O2", "-o", maxrss, os.path.join(HERE, "maxrss.c")], check=True)
     big = (20 << 20) if quick else (1 << 30)

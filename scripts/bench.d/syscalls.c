@@ -1,4 +1,4 @@
-/* What --supervise costs (scripts/bench section 6), timed inside the process so start-up is not
+/* What --supervise costs (scripts/bench section 7), timed inside the process so start-up is not
  * counted:
  *   syscalls getppid N   N cheap system calls (every one runs the seccomp filter); prints
  *                        nanoseconds per call in this thread's CPU time (the filter runs there)

@@ -7,7 +7,7 @@
 use serde_json::Value;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 /// How long any one child may run before it is killed and the test fails.
@@ -31,7 +31,7 @@ impl Dir {
             .arg(&target)
             .args(sources.iter().map(|s| fixture(s)))
             .args(args);
-        let out = run_with_timeout(&mut cmd, TIMEOUT);
+        let out = shared::run_within(&mut cmd, TIMEOUT);
         assert!(out.status.success(), "compiling failed\n{out}");
         target
     }
@@ -111,7 +111,7 @@ impl Cmd {
     }
     /// [`Cmd::run`] with another time-out, for a whole test suite run as one child.
     pub fn run_within(mut self, timeout: Duration) -> Run {
-        run_with_timeout(&mut self.command, timeout)
+        shared::run_within(&mut self.command, timeout)
     }
 }
 
@@ -134,18 +134,6 @@ pub fn parse_events(text: &str) -> Result<Vec<Value>, String> {
         .filter(|l| l.starts_with('{'))
         .map(|l| serde_json::from_str(l).map_err(|e| format!("invalid JSON event ({e}): {l}")))
         .collect()
-}
-
-/// Runs `cmd` to completion, killing it (and failing) after `timeout`.
-pub fn run_with_timeout(cmd: &mut Command, timeout: Duration) -> Run {
-    let command = format!("{cmd:?}");
-    let child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {command}: {e}"));
-    shared::finish(child, command, timeout)
 }
 
 /// The string value of `key` in a JSON event ("" if absent).

@@ -155,6 +155,19 @@ impl Cmd {
     }
 }
 
+/// Runs `cmd` with stdin closed and its output collected, killing it, and failing the test,
+/// after `timeout`.
+pub fn run_within(cmd: &mut Command, timeout: Duration) -> Run {
+    let command = format!("{cmd:?}");
+    let child = cmd
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {command}: {e}"));
+    finish(child, command, timeout)
+}
+
 /// Collects a started child's output and status (its stdout and stderr must be piped), killing
 /// it, and failing the test, after `timeout`.
 pub fn finish(mut child: Child, command: String, timeout: Duration) -> Run {

@@ -92,7 +92,7 @@ impl Cmd {
     /// [`Cmd::run`] with another time-out, for a child that builds (a release build from
     /// scratch takes about a minute on 2 cores).
     pub fn run_within(mut self, timeout: Duration) -> Run {
-        run_within(&mut self.command, timeout)
+        shared::run_within(&mut self.command, timeout)
     }
     /// Runs with `input` on stdin.
     pub fn run_with_input(mut self, input: &[u8]) -> Run {
@@ -250,19 +250,7 @@ impl Run {
 
 /// Runs `cmd` to completion, killing it (and failing) after [`TIMEOUT`].
 pub fn run_with_timeout(cmd: &mut Command) -> Run {
-    run_within(cmd, TIMEOUT)
-}
-
-/// Runs `cmd` to completion, killing it (and failing) after `timeout`.
-pub fn run_within(cmd: &mut Command, timeout: Duration) -> Run {
-    let command = format!("{cmd:?}");
-    let child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {command}: {e}"));
-    shared::finish(child, command, timeout)
+    shared::run_within(cmd, TIMEOUT)
 }
 
 fn finish(child: Child, command: String) -> Run {
