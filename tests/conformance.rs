@@ -202,17 +202,6 @@ fn veto_mode_changes_only_the_watched_signals() {
 
 // ---- CPython's own suites ------------------------------------------------------------------
 
-/// The interpreter itself, not a wrapper script (pyenv's shims are shell scripts that would be
-/// audited too, and are slower).
-fn python() -> Option<std::path::PathBuf> {
-    let out = std::process::Command::new("python3")
-        .args(["-c", "import sys; print(sys.executable)"])
-        .output()
-        .ok()?;
-    let p = std::path::PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
-    (out.status.success() && p.is_absolute()).then_some(p)
-}
-
 /// `cmd` starting with SIGINT at its default: started from a non-interactive shell's background
 /// job it would be ignored, and three of test_signal's tests fail that way without the library.
 fn with_sigint_default(mut cmd: Cmd) -> Cmd {
@@ -294,7 +283,7 @@ const SUITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(240);
 
 #[test]
 fn cpython_signal_and_subprocess_suites_pass_the_same_with_the_library() {
-    let Some(py) = python() else {
+    let Some(py) = common::pythons::path_python3().map(|p| p.exe) else {
         eprintln!("skipped: no python3");
         return;
     };

@@ -28,16 +28,6 @@ fn installed(tool: &str) -> Option<PathBuf> {
     (out.status.success() && p.is_absolute()).then_some(p)
 }
 
-/// The Python interpreter itself (pyenv's `python3` is a shell-script shim).
-fn python() -> Option<PathBuf> {
-    let out = std::process::Command::new("python3")
-        .args(["-c", "import sys; print(sys.executable)"])
-        .output()
-        .ok()?;
-    let p = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
-    (out.status.success() && p.is_absolute()).then_some(p)
-}
-
 fn case(
     name: &'static str,
     program: Option<PathBuf>,
@@ -58,7 +48,7 @@ fn case(
 
 fn cases() -> Vec<Case> {
     let perl = installed("perl");
-    let py = python();
+    let py = common::pythons::path_python3().map(|p| p.exe);
     let bash = installed("bash");
     let sh = installed("sh");
     let node = installed("node");

@@ -68,6 +68,11 @@ fn probe(program: &Path, keep_command: bool) -> Option<Python> {
     })
 }
 
+/// The `python3` on `PATH` (its real executable, not a shim), if it runs.
+pub fn path_python3() -> Option<Python> {
+    probe(Path::new("python3"), false)
+}
+
 /// pyenv's versions folder, if there is one.
 fn pyenv_versions() -> Option<PathBuf> {
     let root = std::env::var_os("PYENV_ROOT")
